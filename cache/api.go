@@ -1,0 +1,92 @@
+// Package cache is dls's on-disk content store: verified blobs addressed by digest, partial
+// downloads that survive a killed process, and a bbolt index of images and blobs. It knows
+// nothing of the network or of archive formats.
+//
+// The directory is also an OCI image layout (oci-layout, index.json, blobs/sha256/<hex>), so
+// OCI tools can read it as it is. Existence of a file under blobs/ means its size and digest
+// were verified; nothing else ever lands there.
+package cache
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Error kinds callers test with errors.Is.
+var (
+	// ErrNotFound: the blob or image is not in the cache.
+	ErrNotFound = errors.New("not found in cache")
+	// ErrCorrupt: bytes do not match the expected size or digest.
+	ErrCorrupt = errors.New("corrupt content")
+	// ErrLocked: another process holds the cache for writing.
+	ErrLocked = errors.New("cache is locked by another process")
+	// ErrReadOnly: a write was attempted on a cache opened read-only.
+	ErrReadOnly = errors.New("cache is open read-only")
+	// ErrVersion: the cache was written by a newer, incompatible dls.
+	ErrVersion = errors.New("unsupported cache format version")
+)
+
+// Image is one cached image, named by the reference the user listed.
+//
+// Target is the top-level document the registry returned for the reference (an index or a
+// manifest), stored byte-exact. Manifests are the platform manifests selected for the
+// requested platforms (each with its Platform set), in the order the platforms were
+// requested; for a single-manifest image it holds Target itself.
+type Image struct {
+	// Name is the fully normalised reference, e.g. "docker.io/library/busybox:1.36" or
+	// "docker.io/library/busybox@sha256:…" when the image was listed by digest only.
+	Name      string               `json:"name"`
+	Target    ocispec.Descriptor   `json:"target"`
+	Manifests []ocispec.Descriptor `json:"manifests"`
+	// Children lists every manifest an index names (attestations included); their blobs are
+	// kept so the index stays complete. Empty for a single-manifest image.
+	Children []ocispec.Descriptor `json:"children,omitempty"`
+	// Blobs is every blob the image needs in the cache for assembly: Target, Children,
+	// the selected manifests, their configs and layers. Sorted by digest, no duplicates.
+	Blobs []ocispec.Descriptor `json:"blobs"`
+}
+
+// Ensure the imports are used while the implementation is written.
+var _ digest.Digest
+
+// Options control how a cache is opened.
+type Options struct {
+	// ReadOnly opens without the writer lock and refuses every write; it works on read-only
+	// media. Readers are never blocked by a writer for longer than one bbolt transaction.
+	ReadOnly bool
+	// Logger receives debug and warn records; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Open opens (creating when writable and absent) the cache at dir. A writable open takes an
+// exclusive lock file and fails with ErrLocked, naming the holder's PID and host, when another
+// process holds it. Blobs found under blobs/ but missing from the index (a crash between rename
+// and index write) are re-indexed. The caller must Close the cache.
+//   func Open(dir string, opts Options) (*Cache, error)
+//
+// Methods the rest of dls uses (all safe for concurrent use by goroutines of one process):
+//
+//   (c *Cache) Dir() string
+//   (c *Cache) Close() error
+//   (c *Cache) HasBlob(d digest.Digest) (size int64, ok bool)      // present in blobs/, verified
+//   (c *Cache) OpenBlob(d digest.Digest) (*os.File, error)         // ErrNotFound when absent
+//   (c *Cache) ReadBlob(d digest.Digest, limit int64) ([]byte, error) // capped in-memory read
+//   (c *Cache) PutBlob(desc ocispec.Descriptor, data []byte) error  // verify, write, index
+//   (c *Cache) Ingest(desc ocispec.Descriptor) (*Ingest, error)     // resumable writer
+//   (c *Cache) PutImage(img Image) error         // record image; rewrites index.json
+//   (c *Cache) Image(name string) (Image, error) // ErrNotFound when absent
+//   (c *Cache) Images() ([]Image, error)         // sorted by Name
+//   (c *Cache) Missing(img Image) []ocispec.Descriptor // blobs of img not in blobs/
+//
+// Ingest is one partial download under partial/. Opening it again after a crash continues
+// where the bytes on disk end: the prefix is re-hashed on open. Not safe for concurrent use.
+//
+//   (w *Ingest) Offset() int64            // bytes already held
+//   (w *Ingest) Write(p []byte) (int, error)
+//   (w *Ingest) Reset() error             // drop the bytes held, start from zero
+//   (w *Ingest) Commit() error            // fsync, verify size+digest, rename, index;
+//                                          // ErrCorrupt (and the partial removed) on mismatch
+//   (w *Ingest) Close() error             // keep the partial for a later run
