@@ -1,0 +1,175 @@
+// Package registrytest runs a real CNCF distribution registry in-process on loopback for
+// tests, counts the requests it serves, and pushes content to it over the distribution API.
+//
+// It is the registry every dls test talks to: the same code that serves Docker's and many
+// companies' registries, not a fake.
+package registrytest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/opencontainers/go-digest"
+
+	// The filesystem driver registers itself with the storage factory.
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+)
+
+// Options configure a test registry. The zero value is an open registry.
+type Options struct {
+	// Auth is the distribution auth section (htpasswd, token); nil means none.
+	Auth configuration.Auth
+	// Wrap, when set, wraps the registry handler (to inject faults or record headers).
+	Wrap func(http.Handler) http.Handler
+}
+
+// Registry is a running registry. Its counters are safe for concurrent use.
+type Registry struct {
+	// URL is the base URL, e.g. "http://127.0.0.1:41234".
+	URL string
+	// Host is host:port, the form used in image references.
+	Host string
+
+	server *httptest.Server
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+// Start runs a registry storing its data under a temporary directory of t and stops it
+// when the test ends.
+func Start(t testing.TB, opts Options) *Registry {
+	t.Helper()
+
+	cfg := &configuration.Configuration{}
+	cfg.Storage = configuration.Storage{
+		"filesystem": configuration.Parameters{"rootdirectory": t.TempDir()},
+		"delete":     configuration.Parameters{"enabled": true},
+	}
+	cfg.Auth = opts.Auth
+	cfg.Log.Level = "error"
+	cfg.HTTP.Headers = http.Header{"X-Content-Type-Options": []string{"nosniff"}}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	app := handlers.NewApp(ctx, cfg)
+
+	r := &Registry{counts: map[string]int{}}
+	var h http.Handler = r.count(app)
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
+	r.server = httptest.NewServer(h)
+	r.URL = r.server.URL
+	r.Host = strings.TrimPrefix(r.server.URL, "http://")
+	t.Cleanup(func() {
+		r.server.Close()
+		cancel()
+	})
+	return r
+}
+
+// count records each request by kind ("GET manifest", "HEAD blob", ...).
+func (r *Registry) count(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.counts[req.Method+" "+kind(req.URL.Path)]++
+		r.mu.Unlock()
+		next.ServeHTTP(w, req)
+	})
+}
+
+func kind(path string) string {
+	switch {
+	case strings.Contains(path, "/blobs/uploads"):
+		return "upload"
+	case strings.Contains(path, "/blobs/"):
+		return "blob"
+	case strings.Contains(path, "/manifests/"):
+		return "manifest"
+	default:
+		return "other"
+	}
+}
+
+// Requests returns how many requests of one kind were served, e.g. Requests("GET blob").
+func (r *Registry) Requests(kind string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[kind]
+}
+
+// ResetCounts zeroes every counter, so a test can count the requests of one step.
+func (r *Registry) ResetCounts() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts = map[string]int{}
+}
+
+// PushBlob uploads data to repo (monolithic upload) and returns its digest.
+func (r *Registry) PushBlob(t testing.TB, repo string, data []byte) digest.Digest {
+	t.Helper()
+
+	dgst := digest.FromBytes(data)
+	resp, err := http.Post(r.URL+"/v2/"+repo+"/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatalf("start upload to %s: %v", repo, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("start upload to %s: status %s", repo, resp.Status)
+	}
+
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatalf("upload location for %s: %v", repo, err)
+	}
+	base, _ := url.Parse(r.URL)
+	loc = base.ResolveReference(loc)
+	q := loc.Query()
+	q.Set("digest", dgst.String())
+	loc.RawQuery = q.Encode()
+
+	r.put(t, loc.String(), "application/octet-stream", data)
+	return dgst
+}
+
+// PushManifest uploads a manifest or index under ref (a tag or a digest) in repo and returns
+// its digest.
+func (r *Registry) PushManifest(t testing.TB, repo, ref, mediaType string,
+	data []byte) digest.Digest {
+	t.Helper()
+
+	r.put(t, r.URL+"/v2/"+repo+"/manifests/"+ref, mediaType, data)
+	return digest.FromBytes(data)
+}
+
+func (r *Registry) put(t testing.TB, u, contentType string, data []byte) {
+	t.Helper()
+
+	req, err := http.NewRequest(http.MethodPut, u, bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("put %s: %v", u, err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("put %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		t.Fatalf("put %s: status %s: %s", u, resp.Status, body)
+	}
+}
+
+// String names the registry in test logs.
+func (r *Registry) String() string { return fmt.Sprintf("registry at %s", r.URL) }
