@@ -2,28 +2,77 @@
 // archive is an OCI image layout plus Docker's manifest.json and repositories, so that
 // containerd's importer (k3s, RKE2, ctr), docker load and podman load all accept it.
 //
-// Contract used by the rest of dls (to be implemented in this package):
+// What goes where, and why:
 //
-//	type Options struct {
-//		// Images to write, by cache.Image.Name (fully normalised); empty means every
-//		// cached image.
-//		Images []string
-//		Logger *slog.Logger
-//	}
-//
-//	// Write checks every image is complete in c before writing a byte (failing with an
-//	// error naming each incomplete image and how many blobs it lacks), then streams the
-//	// archive to w. Deterministic: same images and cache content, same bytes.
-//	func Write(ctx context.Context, c *cache.Cache, w io.Writer, opts Options) (Result, error)
-//
-//	// WriteFile writes the archive to path through a temporary file in the same directory,
-//	// fsynced and renamed; on any error no file is left at path or at the temporary name.
-//	// Compression follows the name: .tar, .tar.gz/.tgz, .tar.zst/.tzst (zstd window ≤ 32 MiB).
-//	func WriteFile(ctx context.Context, c *cache.Cache, path string, opts Options) (Result, error)
-//
-//	type Result struct {
-//		Images int   // images written
-//		Blobs  int   // distinct blobs written
-//		Bytes  int64 // archive bytes before compression
-//	}
+//   - index.json has one descriptor per image (a cache image is one reference, so one tag),
+//     equal to the registry's top-level document (index or manifest), with no platform so a
+//     host-only importer never filters it out. io.containerd.image.name holds the fully
+//     normalised reference; containerd, k3s and podman ≥ 4.0 name the image from it.
+//     org.opencontainers.image.ref.name holds the tag (what docker save and containerd's
+//     exporter write, and what OCI tools address a layout by), or the whole reference for an
+//     image pinned by digest only, so that a reader falling back to ref.name (ctr without
+//     the containerd annotation, podman before 4.0) still gets "name@sha256:…" instead of a
+//     bare digest. Podman before 4.0 names a single-tag archive loaded through index.json
+//     after its bare tag; docker save's own archives share that fault.
+//   - manifest.json has one item per image, for its first selected platform manifest (the
+//     preferred one): docker load tags whatever item comes last, so a second item carrying
+//     the same tag would make the wrong platform win. Other selected platforms reach
+//     containerd through index.json. Images whose item would have the same config and
+//     layers (several tags of one image) share one item listing every tag.
+//   - Blobs travel once each, sorted by digest, after the metadata, and are re-hashed while
+//     they are copied: a corrupt cache never yields a silently bad archive.
 package assemble
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/dlsproject/dls/cache"
+)
+
+// Source is the cached content an archive is written from; *cache.Cache implements it.
+// Every method must be safe to call from one goroutine at a time; Write never calls them
+// concurrently.
+type Source interface {
+	// Images lists every image, sorted by Name.
+	Images() ([]cache.Image, error)
+	// Image returns the image named name, with an error wrapping cache.ErrNotFound when
+	// there is none.
+	Image(name string) (cache.Image, error)
+	// HasBlob reports whether blob d is present, and its size.
+	HasBlob(d digest.Digest) (int64, bool)
+	// OpenBlob opens blob d for reading; the caller closes the file.
+	OpenBlob(d digest.Digest) (*os.File, error)
+	// ReadBlob reads blob d into memory, failing when it is larger than limit bytes.
+	ReadBlob(d digest.Digest, limit int64) ([]byte, error)
+}
+
+// Options select what an archive holds.
+type Options struct {
+	// Images to write, by cache.Image.Name (fully normalised); empty means every cached
+	// image. Order and duplicates do not matter: the archive is the same for any order.
+	Images []string
+	// Logger receives debug records per blob and an info record per archive; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Result describes what was written.
+type Result struct {
+	// Images is the number of images written.
+	Images int
+	// Blobs is the number of distinct blobs written.
+	Blobs int
+	// Bytes is the size of the tar stream, before any compression.
+	Bytes int64
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+
+	return o.Logger
+}

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"log/slog"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -27,6 +26,8 @@ var (
 	ErrReadOnly = errors.New("cache is open read-only")
 	// ErrVersion: the cache was written by a newer, incompatible dls.
 	ErrVersion = errors.New("unsupported cache format version")
+	// ErrInUse: another Ingest of this process is writing the same blob right now.
+	ErrInUse = errors.New("blob is being written by another ingest")
 )
 
 // Image is one cached image, named by the reference the user listed.
@@ -49,9 +50,6 @@ type Image struct {
 	Blobs []ocispec.Descriptor `json:"blobs"`
 }
 
-// Ensure the imports are used while the implementation is written.
-var _ digest.Digest
-
 // Options control how a cache is opened.
 type Options struct {
 	// ReadOnly opens without the writer lock and refuses every write; it works on read-only
@@ -60,33 +58,3 @@ type Options struct {
 	// Logger receives debug and warn records; nil means slog.Default().
 	Logger *slog.Logger
 }
-
-// Open opens (creating when writable and absent) the cache at dir. A writable open takes an
-// exclusive lock file and fails with ErrLocked, naming the holder's PID and host, when another
-// process holds it. Blobs found under blobs/ but missing from the index (a crash between rename
-// and index write) are re-indexed. The caller must Close the cache.
-//   func Open(dir string, opts Options) (*Cache, error)
-//
-// Methods the rest of dls uses (all safe for concurrent use by goroutines of one process):
-//
-//   (c *Cache) Dir() string
-//   (c *Cache) Close() error
-//   (c *Cache) HasBlob(d digest.Digest) (size int64, ok bool)      // present in blobs/, verified
-//   (c *Cache) OpenBlob(d digest.Digest) (*os.File, error)         // ErrNotFound when absent
-//   (c *Cache) ReadBlob(d digest.Digest, limit int64) ([]byte, error) // capped in-memory read
-//   (c *Cache) PutBlob(desc ocispec.Descriptor, data []byte) error  // verify, write, index
-//   (c *Cache) Ingest(desc ocispec.Descriptor) (*Ingest, error)     // resumable writer
-//   (c *Cache) PutImage(img Image) error         // record image; rewrites index.json
-//   (c *Cache) Image(name string) (Image, error) // ErrNotFound when absent
-//   (c *Cache) Images() ([]Image, error)         // sorted by Name
-//   (c *Cache) Missing(img Image) []ocispec.Descriptor // blobs of img not in blobs/
-//
-// Ingest is one partial download under partial/. Opening it again after a crash continues
-// where the bytes on disk end: the prefix is re-hashed on open. Not safe for concurrent use.
-//
-//   (w *Ingest) Offset() int64            // bytes already held
-//   (w *Ingest) Write(p []byte) (int, error)
-//   (w *Ingest) Reset() error             // drop the bytes held, start from zero
-//   (w *Ingest) Commit() error            // fsync, verify size+digest, rename, index;
-//                                          // ErrCorrupt (and the partial removed) on mismatch
-//   (w *Ingest) Close() error             // keep the partial for a later run

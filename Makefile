@@ -1,0 +1,20 @@
+# Build and test targets of dls. CI runs `make test` (.ci/run).
+
+GO ?= go
+# go test's limit per package binary; the e2e package takes about a minute.
+TEST_TIMEOUT ?= 10m
+
+.PHONY: test fmt-check vet
+
+# test: formatting, go vet, then every test with the race detector. The e2e tests need
+# root, containerd, runc and a running Docker daemon; they fail, not skip, without them.
+test: fmt-check vet
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+# fmt-check fails listing every file gofmt would change.
+fmt-check:
+	@files="$$(gofmt -l .)"; \
+	if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
+
+vet:
+	$(GO) vet ./...

@@ -1,0 +1,209 @@
+package assemble
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/dlsproject/dls/cache"
+)
+
+// copyBufferSize is the chunk blobs are copied and hashed in: large enough to amortise
+// system calls on multi-GB layers, small enough to be cheap per archive.
+const copyBufferSize = 1 << 20
+
+// Entry modes. Files are 0644 like docker save writes them; directories 0755.
+const (
+	fileMode = 0o644
+	dirMode  = 0o755
+)
+
+// epoch is every entry's modification time: a fixed time makes archives reproducible.
+var epoch = time.Unix(0, 0)
+
+// tarStream writes one archive's entries. Headers carry only name, type, mode, size and
+// the epoch time: uid/gid 0 and no user or group names, whoever runs dls. Go's writer picks
+// ustar and switches to PAX only for an entry over 8 GiB.
+type tarStream struct {
+	tw      *tar.Writer
+	counter *countingWriter
+	buf     []byte
+	log     *slog.Logger
+}
+
+func newTarStream(w io.Writer, log *slog.Logger) *tarStream {
+	counter := &countingWriter{w: w}
+	return &tarStream{
+		tw:      tar.NewWriter(counter),
+		counter: counter,
+		buf:     make([]byte, copyBufferSize),
+		log:     log,
+	}
+}
+
+// writeContent writes c's metadata files, then the blobs directories, then every blob in
+// digest order, then the tar trailer, and returns the bytes written. On error the trailer
+// is not written, so a stream cut short by a bad blob fails to load instead of loading
+// part of the images.
+func (s *tarStream) writeContent(ctx context.Context, src Source, c content) (int64, error) {
+	for _, f := range c.files {
+		err := s.header(f.name, tar.TypeReg, fileMode, int64(len(f.data)))
+		if err != nil {
+			return s.counter.n, err
+		}
+
+		_, err = s.tw.Write(f.data)
+		if err != nil {
+			return s.counter.n, fmt.Errorf("write %s: %w", f.name, err)
+		}
+	}
+
+	err := s.writeBlobs(ctx, src, c.blobs)
+	if err != nil {
+		return s.counter.n, err
+	}
+
+	err = s.tw.Close()
+	if err != nil {
+		return s.counter.n, fmt.Errorf("finish archive: %w", err)
+	}
+
+	return s.counter.n, nil
+}
+
+// writeBlobs writes blobs/, then for each algorithm (blobs are sorted by digest, so by
+// algorithm first) its directory and its blobs.
+func (s *tarStream) writeBlobs(ctx context.Context, src Source, blobs []ocispec.Descriptor,
+) error {
+	err := s.header("blobs/", tar.TypeDir, dirMode, 0)
+	if err != nil {
+		return err
+	}
+
+	var algorithm digest.Algorithm
+	for _, b := range blobs {
+		if b.Digest.Algorithm() != algorithm {
+			algorithm = b.Digest.Algorithm()
+			err = s.header("blobs/"+algorithm.String()+"/", tar.TypeDir, dirMode, 0)
+			if err != nil {
+				return err
+			}
+		}
+
+		err = s.copyBlob(ctx, src, b)
+		if err != nil {
+			return err
+		}
+	}
+
+	return nil
+}
+
+// header writes the header of one entry.
+func (s *tarStream) header(name string, typeflag byte, mode, size int64) error {
+	err := s.tw.WriteHeader(&tar.Header{
+		Typeflag: typeflag,
+		Name:     name,
+		Mode:     mode,
+		Size:     size,
+		ModTime:  epoch,
+	})
+	if err != nil {
+		return fmt.Errorf("write header of %s: %w", name, err)
+	}
+
+	return nil
+}
+
+// copyBlob writes blob desc from src, hashing it on the way. Bytes that do not hash to
+// desc's digest, or fewer bytes than desc's size, fail with cache.ErrCorrupt.
+//
+// The copy goes through user space on purpose: the bytes must be hashed anyway, and
+// tar.Writer offers no ReadFrom, so copy_file_range could not be reached without writing
+// tar framing by hand and reading every blob twice.
+func (s *tarStream) copyBlob(ctx context.Context, src Source, desc ocispec.Descriptor) error {
+	f, err := src.OpenBlob(desc.Digest)
+	if err != nil {
+		return fmt.Errorf("open blob %s: %w", desc.Digest, err)
+	}
+	defer f.Close()
+
+	err = s.header(blobPath(desc.Digest), tar.TypeReg, fileMode, desc.Size)
+	if err != nil {
+		return err
+	}
+
+	err = s.copyVerified(ctx, f, desc)
+	if err != nil {
+		return fmt.Errorf("copy blob %s: %w", desc.Digest, err)
+	}
+
+	s.log.Debug("wrote blob", "digest", desc.Digest, "size", desc.Size)
+	return nil
+}
+
+// copyVerified copies desc.Size bytes from r into the current entry and checks their
+// digest before writing the last chunk. So a corrupt blob leaves its entry short, and every
+// tar reader fails on the cut stream, instead of a reader that tolerates a missing trailer
+// loading an archive that silently lacks the blobs after it.
+func (s *tarStream) copyVerified(ctx context.Context, r io.Reader, desc ocispec.Descriptor,
+) error {
+	h := desc.Digest.Algorithm().Hash()
+	remaining := desc.Size
+	var chunk []byte
+	for {
+		err := ctx.Err()
+		if err != nil {
+			return err
+		}
+
+		chunk = s.buf[:min(int64(len(s.buf)), remaining)]
+		n, err := io.ReadFull(r, chunk)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("it holds %d bytes, %d expected; run dls verify: %w",
+				desc.Size-remaining+int64(n), desc.Size, cache.ErrCorrupt)
+		}
+
+		if err != nil {
+			return err
+		}
+
+		h.Write(chunk)
+		remaining -= int64(n)
+		if remaining == 0 {
+			break
+		}
+
+		_, err = s.tw.Write(chunk)
+		if err != nil {
+			return err
+		}
+	}
+
+	got := digest.NewDigest(desc.Digest.Algorithm(), h)
+	if got != desc.Digest {
+		return fmt.Errorf("its bytes hash to %s; run dls verify: %w", got, cache.ErrCorrupt)
+	}
+
+	_, err := s.tw.Write(chunk)
+	return err
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,274 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// blobMode is the mode of files under blobs/: they are never modified once there.
+const blobMode = 0o444
+
+// BlobInfo names one blob and its size in bytes.
+type BlobInfo struct {
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+}
+
+// blobPath is where the blob d lives. d must have passed Validate, which keeps it inside.
+func (c *Cache) blobPath(d digest.Digest) string {
+	return c.path(blobsDir, d.Algorithm().String(), d.Encoded())
+}
+
+// HasBlob reports whether d is present in blobs/, hence verified, and its size on disk.
+func (c *Cache) HasBlob(d digest.Digest) (size int64, ok bool) {
+	if d.Validate() != nil {
+		return 0, false
+	}
+
+	fi, err := os.Stat(c.blobPath(d))
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0, false
+	}
+
+	return fi.Size(), true
+}
+
+// OpenBlob opens the blob d for reading; the caller closes the file. It fails with
+// ErrNotFound when the blob is absent.
+func (c *Cache) OpenBlob(d digest.Digest) (*os.File, error) {
+	err := d.Validate()
+	if err != nil {
+		return nil, fmt.Errorf("open blob %q: %w", d, err)
+	}
+
+	f, err := os.Open(c.blobPath(d))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("open blob %s: %w", d, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", d, err)
+	}
+
+	return f, nil
+}
+
+// ReadBlob reads the whole blob d into memory, refusing blobs larger than limit bytes, and
+// checks its digest (the reads it serves are small: manifests, indexes, configs). It fails
+// with ErrNotFound when the blob is absent and ErrCorrupt when its bytes do not match d.
+func (c *Cache) ReadBlob(d digest.Digest, limit int64) ([]byte, error) {
+	if limit < 0 || limit == math.MaxInt64 {
+		return nil, fmt.Errorf("read blob %s: invalid limit %d", d, limit)
+	}
+
+	f, err := c.OpenBlob(d)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s: %w", d, err)
+	}
+
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("read blob %s: it is larger than the limit of %d bytes", d, limit)
+	}
+
+	actual := d.Algorithm().FromBytes(data)
+	if actual != d {
+		return nil, fmt.Errorf("read blob %s: its %d bytes hash to %s; "+
+			"run dls verify --repair: %w", d, len(data), actual, ErrCorrupt)
+	}
+
+	return data, nil
+}
+
+// PutBlob verifies data against desc (size and digest, ErrCorrupt on mismatch), then stores
+// and indexes it. Storing a blob already present does nothing.
+func (c *Cache) PutBlob(desc ocispec.Descriptor, data []byte) error {
+	err := c.checkDescriptor("put blob", desc)
+	if err != nil {
+		return err
+	}
+
+	if int64(len(data)) != desc.Size {
+		return fmt.Errorf("put blob %s: got %d bytes, expected %d: %w",
+			desc.Digest, len(data), desc.Size, ErrCorrupt)
+	}
+
+	actual := desc.Digest.Algorithm().FromBytes(data)
+	if actual != desc.Digest {
+		return fmt.Errorf("put blob %s: content hashes to %s: %w", desc.Digest, actual, ErrCorrupt)
+	}
+
+	if size, ok := c.HasBlob(desc.Digest); ok && size == desc.Size {
+		return nil
+	}
+
+	c.startPut(desc.Digest)
+	defer c.endPut(desc.Digest)
+
+	tmp, err := c.writeTemp(desc.Digest, data)
+	if err != nil {
+		return fmt.Errorf("put blob %s: %w", desc.Digest, err)
+	}
+
+	return c.commitFile(tmp, desc)
+}
+
+// startPut marks d as being written by PutBlob, so Prune leaves its temporary file alone.
+func (c *Cache) startPut(d digest.Digest) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+
+	c.putting[d]++
+}
+
+// endPut ends the mark of startPut.
+func (c *Cache) endPut(d digest.Digest) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+
+	c.putting[d]--
+	if c.putting[d] == 0 {
+		delete(c.putting, d)
+	}
+}
+
+// checkDescriptor refuses writes to a read-only cache and descriptors that cannot name a blob.
+func (c *Cache) checkDescriptor(action string, desc ocispec.Descriptor) error {
+	err := c.checkWritable(action + " " + desc.Digest.String())
+	if err != nil {
+		return err
+	}
+
+	err = desc.Digest.Validate()
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", action, desc.Digest, err)
+	}
+
+	if desc.Size < 0 {
+		return fmt.Errorf("%s %s: negative size %d", action, desc.Digest, desc.Size)
+	}
+
+	return nil
+}
+
+// writeTemp writes data, the blob d, to a new synced file under partial/ and returns its path.
+func (c *Cache) writeTemp(d digest.Digest, data []byte) (string, error) {
+	f, err := os.CreateTemp(c.path(partialDir), putPrefix+partialName(d)+"-*")
+	if err != nil {
+		return "", err
+	}
+
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+
+	err = errors.Join(err, f.Close())
+	if err != nil {
+		return "", errors.Join(err, os.Remove(f.Name()))
+	}
+
+	return f.Name(), nil
+}
+
+// commitFile moves a verified, synced file into blobs/ and indexes it. The index is written
+// after the rename, so a crash leaves at worst an unindexed blob, which Open re-indexes.
+func (c *Cache) commitFile(tmp string, desc ocispec.Descriptor) error {
+	err := os.Chmod(tmp, blobMode)
+	if err != nil {
+		return fmt.Errorf("commit blob %s: %w", desc.Digest, errors.Join(err, os.Remove(tmp)))
+	}
+
+	dst := c.blobPath(desc.Digest)
+	err = os.MkdirAll(filepath.Dir(dst), 0o755)
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		return fmt.Errorf("commit blob %s: %w", desc.Digest, errors.Join(err, os.Remove(tmp)))
+	}
+
+	err = syncDir(filepath.Dir(dst))
+	if err != nil {
+		return fmt.Errorf("commit blob %s: %w", desc.Digest, err)
+	}
+
+	return c.indexBlob(desc.Digest, desc.Size)
+}
+
+// syncDir makes a rename or removal in dir durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+
+	err = f.Sync()
+
+	return errors.Join(err, f.Close())
+}
+
+// listBlobs returns every well-named blob file under blobs/, sorted by digest. Files whose
+// names are not digests are skipped with a warning: dls never writes them.
+func (c *Cache) listBlobs() ([]BlobInfo, error) {
+	algs, err := os.ReadDir(c.path(blobsDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list blobs in %s: %w", c.dir, err)
+	}
+
+	var out []BlobInfo
+	for _, alg := range algs {
+		found, err := c.listAlgorithm(alg.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, found...)
+	}
+
+	slices.SortFunc(out, compareBlobs)
+
+	return out, nil
+}
+
+// listAlgorithm lists the blob files of one blobs/<alg> directory.
+func (c *Cache) listAlgorithm(alg string) ([]BlobInfo, error) {
+	dir := c.path(blobsDir, alg)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list blobs in %s: %w", dir, err)
+	}
+
+	var out []BlobInfo
+	for _, e := range entries {
+		d := digest.NewDigestFromEncoded(digest.Algorithm(alg), e.Name())
+		info, err := e.Info()
+		if err != nil || d.Validate() != nil || !info.Mode().IsRegular() {
+			c.log.Warn("ignoring a file that is not a blob", "path", filepath.Join(dir, e.Name()))
+			continue
+		}
+		out = append(out, BlobInfo{Digest: d, Size: info.Size()})
+	}
+
+	return out, nil
+}
+
+// compareBlobs orders blobs by digest, the order of every blob list the cache returns.
+func compareBlobs(a, b BlobInfo) int {
+	return strings.Compare(string(a.Digest), string(b.Digest))
+}

@@ -1,0 +1,186 @@
+package cache
+
+import (
+	_ "crypto/sha256" // registers the digest algorithms blobs may be named by
+	_ "crypto/sha512"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Entries of a cache directory. All are relative to it, so a copied cache keeps working.
+const (
+	layoutFile = "oci-layout"
+	indexFile  = "index.json"
+	blobsDir   = "blobs"
+	partialDir = "partial"
+	dbFile     = "index.db"
+	tagFile    = "CACHEDIR.TAG"
+	lockFile   = "lock"
+)
+
+// errClosed reports use of a Cache after Close; it is a caller bug, so it is not exported.
+var errClosed = errors.New("cache is closed")
+
+// Cache is an open cache directory. Its methods are safe for concurrent use by the goroutines
+// of one process. Across processes there is at most one writer (the lock file) and any number
+// of read-only openers.
+type Cache struct {
+	dir      string
+	readOnly bool
+	log      *slog.Logger
+	lock     *os.File // the held lock file; nil when read-only
+
+	// dbMu serialises index.db use: the file is opened per operation so other processes'
+	// readers wait at most one transaction, and flock conflicts even within one process.
+	dbMu   sync.Mutex
+	closed bool
+
+	// imageMu spans an image record change and the index.json rewrite that follows it, so
+	// index.json always reflects the last change.
+	imageMu sync.Mutex
+
+	// writeMu guards the records of what this process is writing under partial/.
+	writeMu   sync.Mutex
+	ingesting map[digest.Digest]bool // blobs with an open Ingest in this process
+	putting   map[digest.Digest]int  // blobs PutBlob is writing, by number of calls
+}
+
+// Open opens the cache at dir, creating it when writable and absent. A writable open takes an
+// exclusive lock file and fails with ErrLocked, naming the holder's PID and host, when another
+// process holds it; blobs found under blobs/ but missing from the index (a crash between
+// rename and index write) are re-indexed. A read-only open creates and writes nothing, takes
+// no lock, and fails with ErrNotFound when dir holds no cache. The caller must Close the cache.
+func Open(dir string, opts Options) (*Cache, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+
+	c := &Cache{
+		dir:       filepath.Clean(dir),
+		readOnly:  opts.ReadOnly,
+		log:       logger,
+		ingesting: map[digest.Digest]bool{},
+		putting:   map[digest.Digest]int{},
+	}
+	open := c.openWritable
+	if c.readOnly {
+		open = c.openReadOnly
+	}
+
+	err := open()
+	if err != nil {
+		return nil, err
+	}
+
+	return c, nil
+}
+
+// openReadOnly checks that dir is a cache this dls understands, touching nothing.
+func (c *Cache) openReadOnly() error {
+	_, err := os.Stat(c.path(dbFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("open cache %s: no %s, so no dls cache is there; "+
+			"run dls fetch to create one: %w", c.dir, dbFile, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("open cache %s: %w", c.dir, err)
+	}
+
+	return c.checkVersion()
+}
+
+// openWritable creates the layout, takes the writer lock and brings the index up to date.
+func (c *Cache) openWritable() error {
+	err := c.makeDirs()
+	if err != nil {
+		return err
+	}
+
+	c.lock, err = acquireLock(c.dir)
+	if err != nil {
+		return err
+	}
+
+	err = c.initWritable()
+	if err != nil {
+		return errors.Join(err, releaseLock(c.lock))
+	}
+
+	return nil
+}
+
+// initWritable runs the steps of a writable open that need the lock.
+func (c *Cache) initWritable() error {
+	err := c.writeLayoutFiles()
+	if err != nil {
+		return err
+	}
+
+	err = c.initDB()
+	if err != nil {
+		return err
+	}
+
+	err = c.reindex()
+	if err != nil {
+		return err
+	}
+
+	return c.ensureIndex()
+}
+
+// makeDirs creates the cache directory and its fixed subdirectories.
+func (c *Cache) makeDirs() error {
+	for _, d := range []string{blobsDir, filepath.Join(blobsDir, "sha256"), partialDir} {
+		err := os.MkdirAll(c.path(d), 0o755)
+		if err != nil {
+			return fmt.Errorf("create cache directory %s: %w", c.path(d), err)
+		}
+	}
+
+	return nil
+}
+
+// Dir returns the cache directory as given to Open (cleaned).
+func (c *Cache) Dir() string {
+	return c.dir
+}
+
+// Close releases the writer lock. Open Ingests must be closed first; their partial files stay.
+// Close is idempotent.
+func (c *Cache) Close() error {
+	c.dbMu.Lock()
+	defer c.dbMu.Unlock()
+
+	if c.closed {
+		return nil
+	}
+
+	c.closed = true
+	if c.lock == nil {
+		return nil
+	}
+
+	return releaseLock(c.lock)
+}
+
+// path joins names onto the cache directory.
+func (c *Cache) path(names ...string) string {
+	return filepath.Join(append([]string{c.dir}, names...)...)
+}
+
+// checkWritable returns an ErrReadOnly error naming the action when the cache is read-only.
+func (c *Cache) checkWritable(action string) error {
+	if c.readOnly {
+		return fmt.Errorf("%s in %s: %w", action, c.dir, ErrReadOnly)
+	}
+
+	return nil
+}

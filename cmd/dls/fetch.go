@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/distribution/reference"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/dlsproject/dls/cache"
+	"github.com/dlsproject/dls/registry"
+	"github.com/dlsproject/dls/resume"
+)
+
+type fetchCmd struct {
+	Lists       []string      `arg:"" optional:"" name:"LIST" help:"Image lists: one reference per line; - reads standard input."`
+	Image       []string      `help:"An image reference to fetch (repeatable)." placeholder:"REF"`
+	Platform    []string      `help:"Platforms to fetch (repeatable)." default:"linux/amd64" placeholder:"OS/ARCH[/VARIANT]"`
+	Registries  string        `help:"k3s/RKE2 registries.yaml with mirrors and credentials." type:"existingfile" placeholder:"FILE"`
+	Concurrency int           `help:"Blobs to download at once." default:"6"`
+	Retries     int           `help:"Retries of a failed request." default:"5"`
+	MaxWait     time.Duration `help:"Longest wait before a retry; a longer Retry-After fails at once." default:"2m"`
+	JSON        bool          `name:"json" help:"Print the summary as JSON."`
+}
+
+// errIncomplete says a fetch ran but some images were not fetched; each was already named.
+var errIncomplete = errors.New("not every image was fetched")
+
+func (c *fetchCmd) Run(ctx context.Context, e *env) error {
+	refs, err := readReferences(e.stdin, c.Lists, c.Image)
+	if err != nil {
+		return err
+	}
+	if len(refs) == 0 {
+		return errors.New("no images to fetch: give an image list or --image REF")
+	}
+
+	plats, err := parsePlatforms(c.Platform)
+	if err != nil {
+		return err
+	}
+
+	client, err := c.newClient(e)
+	if err != nil {
+		return err
+	}
+
+	store, err := cache.Open(e.cacheDir, cache.Options{Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("open cache: %w", err)
+	}
+	defer store.Close()
+
+	return c.fetch(ctx, e, client, store, refs, plats)
+}
+
+func (c *fetchCmd) newClient(e *env) (*registry.Client, error) {
+	var cfg *registry.RegistriesConfig
+	if c.Registries != "" {
+		var err error
+		cfg, err = registry.LoadRegistriesConfig(c.Registries)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	return registry.NewClient(registry.Options{
+		Config:       cfg,
+		Logger:       e.log,
+		RetryMax:     c.Retries,
+		RetryWaitMax: c.MaxWait,
+		UserAgent:    "dls/" + version,
+	})
+}
+
+// fetch resolves and transfers refs, then prints the summary. Interrupted or not, what was
+// fetched stays in the cache and partial blobs are kept for the next run.
+func (c *fetchCmd) fetch(ctx context.Context, e *env, client *registry.Client,
+	store *cache.Cache, refs []reference.Named, plats []ocispec.Platform) error {
+	start := time.Now()
+	progress := newProgress(e)
+	defer progress.Stop()
+
+	f := resume.New(client, store, resume.Options{
+		Platforms:   plats,
+		Concurrency: c.Concurrency,
+		Logger:      e.log,
+		Observer:    progress,
+	})
+
+	e.log.Info("resolving images", "count", len(refs))
+	plan, err := f.Resolve(ctx, refs)
+	if err != nil {
+		return err
+	}
+
+	e.log.Info("downloading blobs", "images", len(plan.Images))
+	if err := f.Transfer(ctx, plan); err != nil {
+		return err
+	}
+	progress.Stop()
+
+	stats := f.Stats(plan, time.Since(start))
+	if err := c.printSummary(e.stdout, stats, plan); err != nil {
+		return err
+	}
+	if len(plan.Failed) > 0 {
+		return fmt.Errorf("%w: %d of %d images failed (see above); run the same command "+
+			"again to retry them, nothing fetched is lost", errIncomplete, len(plan.Failed),
+			stats.Images)
+	}
+	return nil
+}
+
+func (c *fetchCmd) printSummary(w io.Writer, s resume.Stats, plan *resume.Plan) error {
+	if c.JSON {
+		return json.NewEncoder(w).Encode(s)
+	}
+
+	_, err := fmt.Fprintf(w, "images:     %d fetched, %d failed\n"+
+		"blobs:      %d (%d downloaded, %d reused from the cache)\n"+
+		"downloaded: %s (%s resumed from earlier runs)\n"+
+		"reused:     %s\n"+
+		"retries:    %d (waited %s)\n"+
+		"time:       %s\n",
+		s.Images-s.ImagesFailed, s.ImagesFailed,
+		s.Blobs, s.BlobsDownloaded, s.BlobsReused,
+		humanBytes(s.BytesDownloaded), humanBytes(s.BytesResumed),
+		humanBytes(s.BytesReused),
+		s.Retries, s.Waited.Round(time.Millisecond),
+		s.Elapsed.Round(time.Millisecond))
+	if err != nil {
+		return err
+	}
+	for _, f := range plan.Failed {
+		if _, err := fmt.Fprintf(w, "failed:     %s\n", f.Ref); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parsePlatforms(specs []string) ([]ocispec.Platform, error) {
+	var out []ocispec.Platform
+	for _, s := range specs {
+		p, err := resume.ParsePlatform(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// humanBytes formats a byte count in binary units, e.g. "12.3 MiB".
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

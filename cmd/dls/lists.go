@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/distribution/reference"
+
+	"github.com/dlsproject/dls/registry"
+)
+
+// readReferences gathers the references of every list (a file, or "-" for stdin) and of
+// every --image flag, in that order, without duplicates. Every invalid line of every list is
+// reported, each with its file and line number, before anything is fetched.
+func readReferences(stdin io.Reader, lists, images []string) ([]reference.Named, error) {
+	var (
+		refs []reference.Named
+		errs []error
+	)
+	for _, list := range lists {
+		got, err := readList(stdin, list)
+		refs = append(refs, got...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	for _, image := range images {
+		ref, err := registry.ParseReference(image)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--image %q: %w", image, err))
+			continue
+		}
+		refs = append(refs, ref)
+	}
+
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("invalid image list; fix these lines and run again:\n%w", err)
+	}
+	return dedupe(refs), nil
+}
+
+func readList(stdin io.Reader, list string) ([]reference.Named, error) {
+	if list == "-" {
+		return registry.ParseList(stdin, "<stdin>")
+	}
+
+	f, err := os.Open(list)
+	if err != nil {
+		return nil, fmt.Errorf("open image list: %w", err)
+	}
+	defer f.Close()
+	return registry.ParseList(f, list)
+}
+
+// dedupe drops repeated references, keeping the first.
+func dedupe(refs []reference.Named) []reference.Named {
+	seen := map[string]bool{}
+	out := refs[:0]
+	for _, ref := range refs {
+		if seen[ref.String()] {
+			continue
+		}
+		seen[ref.String()] = true
+		out = append(out, ref)
+	}
+	return out
+}

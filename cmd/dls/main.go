@@ -1,0 +1,114 @@
+// Command dls packages container images for air-gapped Kubernetes without a Docker daemon:
+// "dls fetch" fills a cache directory from registries, "dls assemble" writes a docker-save
+// archive from it, offline.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// exitFailure is the status for a command that ran but did not do all it was asked.
+const exitFailure = 1
+
+// cli is the command line. Global flags apply to every command.
+type cli struct {
+	Cache    string           `help:"Cache directory." default:"dls-cache" env:"DLS_CACHE" type:"path"`
+	LogLevel string           `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error"`
+	Version  kong.VersionFlag `help:"Print the version and exit."`
+
+	Fetch    fetchCmd    `cmd:"" help:"Fetch the images of LISTs into the cache."`
+	Assemble assembleCmd `cmd:"" help:"Write a docker-save archive from cached images."`
+	Ls       lsCmd       `cmd:"" aliases:"status" help:"List cached images."`
+}
+
+// env is what every command receives: where results and logs go, and the global flags.
+type env struct {
+	stdin    io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
+	log      *slog.Logger
+	cacheDir string
+	// isTerminal reports whether stderr is a terminal, for progress bars.
+	isTerminal bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run parses args, runs the command and returns the process exit status. Only here does an
+// error become a status; commands return errors.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var c cli
+	parser, err := kong.New(&c,
+		kong.Name("dls"),
+		kong.Description("Package container images for air-gapped Kubernetes, no Docker "+
+			"daemon needed."),
+		kong.Vars{"version": version},
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(int) {}),
+		kong.UsageOnError(),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "dls: %v\n", err)
+		return exitFailure
+	}
+
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "dls: %v\n", err)
+		return 2
+	}
+	if kctx.Command() == "" {
+		return 0
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	e := &env{
+		stdin:      stdin,
+		stdout:     stdout,
+		stderr:     stderr,
+		log:        newLogger(stderr, c.LogLevel),
+		cacheDir:   c.Cache,
+		isTerminal: isTerminal(stderr),
+	}
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	if err := kctx.Run(e); err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(stderr, "dls: interrupted; partial downloads are kept for the next run")
+		} else {
+			fmt.Fprintf(stderr, "dls: %v\n", err)
+		}
+		return exitFailure
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

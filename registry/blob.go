@@ -1,0 +1,142 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/distribution/reference"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// resumableError is an interruption the next attempt continues from: a cut or stalled
+// body, a Range the server answered wrongly, an expired redirect.
+type resumableError struct{ cause error }
+
+func (e *resumableError) Error() string { return e.cause.Error() }
+func (e *resumableError) Unwrap() error { return e.cause }
+
+// resumable wraps a formatted cause as a resumableError.
+func resumable(format string, args ...any) error {
+	return &resumableError{cause: fmt.Errorf(format, args...)}
+}
+
+// sinkError is a failure of the sink itself (a full disk): no endpoint can help with it.
+type sinkError struct{ err error }
+
+func (e *sinkError) Error() string { return "write to sink: " + e.err.Error() }
+func (e *sinkError) Unwrap() error { return e.err }
+
+// FetchBlob streams desc from ref's repository into sink, starting at sink.Offset(), from
+// the first endpoint that has it (mirrors in order, then the registry). A body cut
+// mid-way, a stall (no bytes for IdleTimeout), a wrong Range answer or an expired
+// redirect continues from the sink's new offset with a closed Range, going back to the
+// registry URL; RetryMax attempts in a row without progress end it. It does not verify
+// the digest (the sink does, at commit) but never writes more than desc.Size bytes in
+// total. Safe for concurrent use with different sinks.
+func (c *Client) FetchBlob(ctx context.Context, ref reference.Named,
+	desc ocispec.Descriptor, sink BlobSink) (BlobStats, error) {
+	stats := BlobStats{Resumed: sink.Offset()}
+	if err := desc.Digest.Validate(); err != nil {
+		return stats, fmt.Errorf("fetch blob %s of %s: %w", desc.Digest, ref, err)
+	}
+	if desc.Size < 0 {
+		return stats, fmt.Errorf("fetch blob %s of %s: negative size %d", desc.Digest, ref,
+			desc.Size)
+	}
+
+	var errs endpointErrors
+	for _, ep := range c.endpoints(ref) {
+		err := c.blobFrom(ctx, ep, ref, desc, sink, &stats)
+		if err == nil {
+			return stats, nil
+		}
+
+		err = fmt.Errorf("fetch blob %s of %s from %s: %w", desc.Digest, ref, ep, err)
+		var se *sinkError
+		if ctx.Err() != nil || errors.As(err, &se) {
+			return stats, err
+		}
+		c.logFallthrough(ep, err)
+		errs = append(errs, err)
+	}
+	return stats, errs.join()
+}
+
+// blobFrom runs attempts at one endpoint until the sink holds desc.Size bytes, an error
+// cannot be resumed, or RetryMax attempts in a row changed nothing. An attempt that made
+// progress (or reset the sink) is followed at once; one that did not, after a backoff.
+func (c *Client) blobFrom(ctx context.Context, ep *endpoint, ref reference.Named,
+	desc ocispec.Descriptor, sink BlobSink, stats *BlobStats) error {
+	repo := ep.repoPath(ref)
+	url := ep.apiURL(repo, "blobs", desc.Digest.String())
+	fruitless := 0
+	for {
+		before := sink.Offset()
+		if before > desc.Size {
+			if err := c.resetSink(sink, stats); err != nil {
+				return err
+			}
+			before = 0
+		}
+		if before == desc.Size {
+			return nil
+		}
+
+		err := c.blobAttempt(ctx, ep, repo, url, desc, sink, stats)
+		if err == nil {
+			return nil
+		}
+		var re *resumableError
+		if !errors.As(err, &re) || ctx.Err() != nil {
+			return err
+		}
+
+		fruitless++
+		if sink.Offset() != before {
+			fruitless = 0
+		}
+		if fruitless > c.opts.RetryMax {
+			return fmt.Errorf("%w (gave up after %d attempts without progress)", re.cause,
+				fruitless)
+		}
+
+		wait := time.Duration(0)
+		if fruitless > 0 {
+			wait = backoff(c.opts.RetryWaitMin, c.opts.RetryWaitMax, fruitless-1, nil)
+		}
+		c.log.Warn("blob transfer interrupted; resuming", "digest", desc.Digest,
+			"endpoint", ep.String(), "offset", sink.Offset(), "error", re.cause, "wait", wait)
+		stats.Retries++
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		stats.Waited += wait
+	}
+}
+
+// resetSink drops what the sink holds; those bytes no longer count as resumed.
+func (c *Client) resetSink(sink BlobSink, stats *BlobStats) error {
+	if err := sink.Reset(); err != nil {
+		return &sinkError{err: fmt.Errorf("reset: %w", err)}
+	}
+	stats.Resumed = 0
+	return nil
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

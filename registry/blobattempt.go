@@ -1,0 +1,165 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// errStalled is the cancellation cause of an attempt whose body sent nothing for a while.
+var errStalled = errors.New("stalled")
+
+// blobAttempt is one GET of the rest of a blob, from sink.Offset() to its end, with a
+// closed Range when resuming. It returns nil when the sink holds the whole blob.
+func (c *Client) blobAttempt(ctx context.Context, ep *endpoint, repo, url string,
+	desc ocispec.Descriptor, sink BlobSink, stats *BlobStats) error {
+	off := sink.Offset()
+	// identity: Go's transport would otherwise ask for gzip and inflate it, and the
+	// bytes written must be the registry's bytes.
+	hdr := http.Header{"Accept-Encoding": {"identity"}}
+	if off > 0 {
+		hdr.Set("Range", fmt.Sprintf("bytes=%d-%d", off, desc.Size-1))
+	}
+
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var rs retryStats
+	resp, err := c.send(actx, apiRequest{ep: ep, repo: repo, url: url, header: hdr, stats: &rs})
+	stats.Retries += rs.retries
+	stats.Waited += rs.waited
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+
+	remaining, err := c.acceptBlobResponse(resp, ep, desc, off, sink, stats, &rs)
+	if err != nil {
+		return err
+	}
+
+	body := newIdleReader(resp.Body, c.opts.IdleTimeout, cancel)
+	defer body.stop()
+
+	n, err := copyBlob(sink, body, remaining)
+	stats.Downloaded += n
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), errStalled) {
+		return resumable("body stalled: no bytes for %s after %d of %d bytes",
+			c.opts.IdleTimeout, off+n, desc.Size)
+	}
+	return err
+}
+
+// acceptBlobResponse checks a blob response before its body is read and returns how many
+// bytes the body must carry. A 200 to a Range request resets the sink and takes the whole
+// body; a 206 must start where we asked; 416, a 206 elsewhere, and a refused redirect
+// (expired presigned URL) are resumable: the next attempt starts over at the registry.
+func (c *Client) acceptBlobResponse(resp *http.Response, ep *endpoint, desc ocispec.Descriptor,
+	off int64, sink BlobSink, stats *BlobStats, rs *retryStats) (int64, error) {
+	switch code := resp.StatusCode; {
+	case code == http.StatusOK:
+		if off > 0 {
+			c.log.Warn("server ignored Range; fetching the whole blob", "digest", desc.Digest,
+				"endpoint", ep.String(), "offset", off)
+			if err := c.resetSink(sink, stats); err != nil {
+				return 0, err
+			}
+		}
+		return checkLength(resp, desc.Size)
+
+	case code == http.StatusPartialContent:
+		cr := resp.Header.Get("Content-Range")
+		start, err := contentRangeStart(cr, desc.Size)
+		if err == nil && start != off {
+			err = fmt.Errorf("Content-Range %q does not start at offset %d", cr, off)
+		}
+		if err != nil {
+			if rerr := c.resetSink(sink, stats); rerr != nil {
+				return 0, rerr
+			}
+			return 0, resumable("%w; starting over", err)
+		}
+		return checkLength(resp, desc.Size-off)
+
+	case code == http.StatusRequestedRangeNotSatisfiable && off > 0:
+		if err := c.resetSink(sink, stats); err != nil {
+			return 0, err
+		}
+		return 0, resumable("server refused Range from offset %d (%s); starting over",
+			off, resp.Status)
+
+	case code >= 400 && code < 500 && code != http.StatusNotFound &&
+		origin(resp.Request.URL) != origin(ep.base):
+		return 0, resumable("redirect target %s answered %s; asking the registry again",
+			resp.Request.URL.Host, resp.Status)
+	}
+	return 0, statusError(resp, rs)
+}
+
+// checkLength refuses a body whose announced length is not want, before reading it.
+func checkLength(resp *http.Response, want int64) (int64, error) {
+	if resp.ContentLength >= 0 && resp.ContentLength != want {
+		return 0, fmt.Errorf("server announces %d bytes (Content-Length), expected %d",
+			resp.ContentLength, want)
+	}
+	return want, nil
+}
+
+// contentRangeStart parses "bytes START-END/TOTAL" (TOTAL may be "*") and returns START.
+// The range must lie within size and TOTAL, when given, must equal size.
+func contentRangeStart(v string, size int64) (int64, error) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
+	span, total, ok2 := strings.Cut(rest, "/")
+	first, last, ok3 := strings.Cut(span, "-")
+	if !ok || !ok2 || !ok3 {
+		return 0, fmt.Errorf("malformed Content-Range %q", v)
+	}
+
+	start, err1 := strconv.ParseInt(first, 10, 64)
+	end, err2 := strconv.ParseInt(last, 10, 64)
+	if err1 != nil || err2 != nil || start < 0 || end < start || end >= size {
+		return 0, fmt.Errorf("Content-Range %q does not fit a blob of %d bytes", v, size)
+	}
+	if total != "*" && total != strconv.FormatInt(size, 10) {
+		return 0, fmt.Errorf("Content-Range %q names another size than %d", v, size)
+	}
+	return start, nil
+}
+
+// sinkWriter marks write errors as the sink's, so they are not mistaken for a cut body.
+type sinkWriter struct{ sink BlobSink }
+
+func (w sinkWriter) Write(p []byte) (int, error) {
+	n, err := w.sink.Write(p)
+	if err != nil {
+		return n, &sinkError{err: err}
+	}
+	return n, nil
+}
+
+// copyBlob copies exactly limit bytes of body into sink. A body that ends or fails early
+// is a resumableError; one with bytes beyond limit is an error (nothing extra is written).
+func copyBlob(sink BlobSink, body io.Reader, limit int64) (int64, error) {
+	n, err := io.Copy(sinkWriter{sink: sink}, io.LimitReader(body, limit))
+	var se *sinkError
+	switch {
+	case errors.As(err, &se):
+		return n, err
+	case err != nil:
+		return n, resumable("body cut after %d of %d bytes: %w", n, limit, err)
+	case n < limit:
+		return n, resumable("body ended after %d of %d bytes", n, limit)
+	}
+
+	var extra [1]byte
+	if k, _ := body.Read(extra[:]); k > 0 {
+		return n, fmt.Errorf("server sent more than the %d bytes expected", limit)
+	}
+	return n, nil
+}

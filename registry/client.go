@@ -1,0 +1,116 @@
+package registry
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/distribution/reference"
+)
+
+// Defaults for Options fields left zero.
+const (
+	defaultRetryMax     = 5
+	defaultRetryWaitMin = time.Second
+	defaultRetryWaitMax = time.Minute
+	defaultIdleTimeout  = 30 * time.Second
+	defaultUserAgent    = "dls"
+)
+
+// Options configure a Client. The zero value fetches from registries' own endpoints with
+// the default retry budget.
+type Options struct {
+	// Config holds registries.yaml mirrors and configs; nil means no mirrors, no logins.
+	Config *RegistriesConfig
+	// Logger receives debug lines for each request and retry and warnings for recovered
+	// faults. It never sees credentials or signed URL queries. nil means slog.Default().
+	Logger *slog.Logger
+	// RetryMax is how many times a failed request is repeated (and how many attempts
+	// without progress a blob may take); 0 means 5, a negative value means none.
+	RetryMax int
+	// RetryWaitMin is the first backoff wait, doubled on each retry, with jitter; 0 means 1s.
+	RetryWaitMin time.Duration
+	// RetryWaitMax is the longest single wait; 0 means 1m. A Retry-After asking for longer
+	// fails at once with ErrRateLimited instead of sleeping.
+	RetryWaitMax time.Duration
+	// IdleTimeout cuts a response that sends no bytes for this long; the blob then
+	// continues from where it stopped. 0 means 30s.
+	IdleTimeout time.Duration
+	// UserAgent is sent with every request; "" means "dls".
+	UserAgent string
+	// Transport replaces the tuned default transport for every host (tests inject fault
+	// proxies here). registries.yaml tls settings apply only to the default transport.
+	Transport http.RoundTripper
+}
+
+// Client fetches manifests and blobs. It is safe for concurrent use; it caches ping
+// results, tokens and unreachable hosts for its lifetime.
+type Client struct {
+	opts    Options
+	log     *slog.Logger
+	mirrors map[string]mirrorSet
+	http    *http.Client
+	hosts   hostStates
+	tokens  tokenCache
+}
+
+// NewClient checks opts and builds a client. It fails on a registries.yaml entry that
+// cannot be used (a bad endpoint, rewrite pattern, or TLS file).
+func NewClient(opts Options) (*Client, error) {
+	opts = withDefaults(opts)
+
+	mirrors, err := compileMirrors(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("create registry client: %w", err)
+	}
+
+	base := opts.Transport
+	if base == nil {
+		base, err = newHostTransports(opts.Config, opts.IdleTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("create registry client: %w", err)
+		}
+	}
+
+	c := &Client{opts: opts, log: opts.Logger, mirrors: mirrors}
+	c.http = &http.Client{
+		Transport:     &authTransport{next: base, userAgent: opts.UserAgent},
+		CheckRedirect: stripAuthAcrossHosts,
+	}
+	return c, nil
+}
+
+// withDefaults fills the zero fields of opts.
+func withDefaults(opts Options) Options {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	switch {
+	case opts.RetryMax == 0:
+		opts.RetryMax = defaultRetryMax
+	case opts.RetryMax < 0:
+		opts.RetryMax = 0
+	}
+	if opts.RetryWaitMin <= 0 {
+		opts.RetryWaitMin = defaultRetryWaitMin
+	}
+	if opts.RetryWaitMax <= 0 {
+		opts.RetryWaitMax = defaultRetryWaitMax
+	}
+	if opts.RetryWaitMax < opts.RetryWaitMin {
+		opts.RetryWaitMax = opts.RetryWaitMin
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = defaultIdleTimeout
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = defaultUserAgent
+	}
+	return opts
+}
+
+// endpoints lists where ref is fetched from, in order: mirrors, then the registry.
+func (c *Client) endpoints(ref reference.Named) []*endpoint {
+	return endpointsFor(c.mirrors, ref)
+}

@@ -1,0 +1,118 @@
+package registry
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/distribution/reference"
+)
+
+func TestParseReferenceNormalises(t *testing.T) {
+	const dgst = "sha256:2d8ee3df89f24f1bd9e5d8f6bb96c0f98ba4e2a4e9e8a6bd5d1dd9dbb18c31a8"
+	tests := []struct {
+		name, in            string
+		want, repo, apiHost string
+	}{
+		{"bare name gets library and latest", "busybox",
+			"docker.io/library/busybox:latest", "library/busybox", "registry-1.docker.io"},
+		{"library prefix", "library/busybox",
+			"docker.io/library/busybox:latest", "library/busybox", "registry-1.docker.io"},
+		{"docker.io domain", "docker.io/busybox:1.36",
+			"docker.io/library/busybox:1.36", "library/busybox", "registry-1.docker.io"},
+		{"legacy index domain", "index.docker.io/library/busybox",
+			"docker.io/library/busybox:latest", "library/busybox", "registry-1.docker.io"},
+		{"hub organisation", "rancher/mirrored-pause:3.6",
+			"docker.io/rancher/mirrored-pause:3.6", "rancher/mirrored-pause",
+			"registry-1.docker.io"},
+		{"host with port", "localhost:5000/a/b:1",
+			"localhost:5000/a/b:1", "a/b", "localhost:5000"},
+		{"other registry", "registry.k8s.io/pause:3.9",
+			"registry.k8s.io/pause:3.9", "pause", "registry.k8s.io"},
+		{"digest only", "busybox@" + dgst,
+			"docker.io/library/busybox@" + dgst, "library/busybox", "registry-1.docker.io"},
+		{"tag and digest", "quay.io/x/y:1@" + dgst,
+			"quay.io/x/y:1@" + dgst, "x/y", "quay.io"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ref, err := ParseReference(tt.in)
+			if err != nil {
+				t.Fatalf("ParseReference(%q): %v", tt.in, err)
+			}
+			if ref.String() != tt.want {
+				t.Errorf("String() = %q, want %q", ref.String(), tt.want)
+			}
+			if got := reference.Path(ref); got != tt.repo {
+				t.Errorf("Path = %q, want %q", got, tt.repo)
+			}
+			eps := endpointsFor(nil, ref)
+			if got := eps[len(eps)-1].base.Host; got != tt.apiHost {
+				t.Errorf("default endpoint host = %q, want %q", got, tt.apiHost)
+			}
+		})
+	}
+}
+
+func TestParseReferenceRejects(t *testing.T) {
+	for _, in := range []string{"", "library/Busybox", "a b", "x@sha256:short", "-bad"} {
+		t.Run(in, func(t *testing.T) {
+			_, err := ParseReference(in)
+			if err == nil || !strings.Contains(err.Error(), "parse reference") {
+				t.Fatalf("ParseReference(%q) error = %v, want a parse error", in, err)
+			}
+		})
+	}
+}
+
+func TestParseList(t *testing.T) {
+	const list = `# k3s images
+docker.io/rancher/mirrored-pause:3.6
+busybox   # a comment after a reference
+
+Busybox:1
+rancher/mirrored-pause:3.6
+docker.io/library/busybox:latest
+bad ref here
+registry.k8s.io/pause:3.9
+`
+	refs, err := ParseList(strings.NewReader(list), "list.txt")
+
+	var got []string
+	for _, r := range refs {
+		got = append(got, r.String())
+	}
+	want := []string{
+		"docker.io/rancher/mirrored-pause:3.6",
+		"docker.io/library/busybox:latest",
+		"registry.k8s.io/pause:3.9",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("refs = %q, want %q", got, want)
+	}
+
+	if err == nil {
+		t.Fatal("ParseList error = nil, want errors for lines 5 and 8")
+	}
+	msg := err.Error()
+	for _, prefix := range []string{"list.txt:5: parse reference \"Busybox:1\"",
+		"list.txt:8: parse reference \"bad ref here\""} {
+		if !strings.Contains(msg, prefix) {
+			t.Errorf("error %q does not contain %q", msg, prefix)
+		}
+	}
+	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 2 {
+		t.Errorf("error joins %d errors, want 2", n)
+	}
+}
+
+func TestParseListStdinName(t *testing.T) {
+	_, err := ParseList(strings.NewReader("ok:1\nNOT OK\n"), "<stdin>")
+	if err == nil || !strings.HasPrefix(err.Error(), "<stdin>:2: ") {
+		t.Fatalf("error = %v, want one starting with <stdin>:2:", err)
+	}
+	var target interface{ Unwrap() []error }
+	if !errors.As(err, &target) {
+		t.Fatalf("error %T is not a joined error", err)
+	}
+}

@@ -1,0 +1,206 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// maxDrain caps how much of a discarded response is read to reuse its connection.
+const maxDrain = 64 << 10
+
+// retryStats counts what the retry layer did for one logical request.
+type retryStats struct {
+	attempts int
+	retries  int
+	waited   time.Duration
+}
+
+// retryableStatus lists the statuses worth repeating: timeouts, rate limits and transient
+// server or gateway failures. 501 and 505 say the request itself will never work.
+var retryableStatus = map[int]bool{
+	http.StatusRequestTimeout:      true,
+	http.StatusTooManyRequests:     true,
+	http.StatusInternalServerError: true,
+	http.StatusBadGateway:          true,
+	http.StatusServiceUnavailable:  true,
+	http.StatusGatewayTimeout:      true,
+}
+
+// do sends one GET or POST with retries. The returned response may have any status; the
+// caller closes its body. A transport failure that outlives the retries wraps
+// ErrUnreachable; a Retry-After longer than RetryWaitMax wraps ErrRateLimited.
+func (c *Client) do(ctx context.Context, method, rawURL string, header http.Header,
+	body io.Reader, st *retryStats) (*http.Response, error) {
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, rawURL, body)
+	if err != nil {
+		return nil, fmt.Errorf("build request %s %s: %w", method, redact(rawURL), err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+
+	resp, err := c.retrier(rawURL, st).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if st.retries > 0 {
+		c.log.Warn("request recovered after retries", "url", redact(rawURL),
+			"status", resp.StatusCode, "retries", st.retries, "waited", st.waited)
+	}
+	return resp, nil
+}
+
+// retrier builds the retrying client for one logical request, so its hooks can count
+// retries and waits into st without sharing state between requests.
+func (c *Client) retrier(rawURL string, st *retryStats) *retryablehttp.Client {
+	var lastErr error
+	var lastStatus int
+	return &retryablehttp.Client{
+		HTTPClient:   c.http,
+		RetryWaitMin: c.opts.RetryWaitMin,
+		RetryWaitMax: c.opts.RetryWaitMax,
+		RetryMax:     c.opts.RetryMax,
+		CheckRetry: func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+			lastErr, lastStatus = err, 0
+			if resp != nil {
+				lastStatus = resp.StatusCode
+			}
+			return c.checkRetry(ctx, resp, err)
+		},
+		Backoff: func(lo, hi time.Duration, n int, resp *http.Response) time.Duration {
+			wait := backoff(lo, hi, n, resp)
+			st.retries++
+			st.waited += wait
+			c.log.Debug("retry request", "url", redact(rawURL), "status", lastStatus,
+				"error", transportCause(lastErr), "wait", wait, "retry", n+1)
+			return wait
+		},
+		RequestLogHook: func(_ retryablehttp.Logger, req *http.Request, n int) {
+			st.attempts++
+			c.log.Debug("request", "method", req.Method, "url", redact(rawURL),
+				"attempt", n+1)
+		},
+		ErrorHandler: func(resp *http.Response, err error, n int) (*http.Response, error) {
+			return giveUp(resp, err, n)
+		},
+	}
+}
+
+// checkRetry decides whether to repeat a request: transport errors (except certificate
+// and protocol errors) and the statuses of retryableStatus, unless the server asks for
+// a longer wait than we accept.
+func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil {
+		retry, _ := retryablehttp.ErrorPropagatedRetryPolicy(ctx, nil, err)
+		return retry, nil
+	}
+	if !retryableStatus[resp.StatusCode] {
+		return false, nil
+	}
+
+	wait, ok := retryAfter(resp.Header, time.Now())
+	if ok && wait > c.opts.RetryWaitMax {
+		return false, fmt.Errorf("%w: %s asks to wait %s (Retry-After), longer than the %s "+
+			"we wait at most; try again later", ErrRateLimited, resp.Status,
+			wait.Round(time.Second), c.opts.RetryWaitMax)
+	}
+	return true, nil
+}
+
+// giveUp is called when retries end without a usable answer: a final retryable status is
+// handed to the caller (who knows what it means for its request), an error is returned.
+func giveUp(resp *http.Response, err error, attempts int) (*http.Response, error) {
+	if err == nil {
+		return resp, nil
+	}
+	if resp != nil {
+		drainClose(resp.Body)
+	}
+
+	if errors.Is(err, ErrRateLimited) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return nil, err
+	}
+	return nil, fmt.Errorf("%w after %d attempts: %s", ErrUnreachable, attempts,
+		transportCause(err))
+}
+
+// backoff is exponential (lo doubled per retry, capped at hi) with jitter over the upper
+// half, so clients that failed together do not retry together. A Retry-After wins.
+func backoff(lo, hi time.Duration, retry int, resp *http.Response) time.Duration {
+	if resp != nil {
+		if wait, ok := retryAfter(resp.Header, time.Now()); ok {
+			return wait
+		}
+	}
+
+	wait := hi
+	if retry < 32 && lo<<retry > 0 && lo<<retry < hi {
+		wait = lo << retry
+	}
+	return wait/2 + rand.N(wait/2+1)
+}
+
+// retryAfter parses Retry-After as delta-seconds or an HTTP date (RFC 9110 10.2.3).
+// A date in the past means no wait.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 || secs > int64(24*time.Hour/time.Second)*365 {
+			return 0, false
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(at.Sub(now), 0), true
+}
+
+// transportCause describes a transport error without the request URL, whose query may
+// hold a signature.
+func transportCause(err error) string {
+	if err == nil {
+		return ""
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Op + " " + redact(uerr.URL) + ": " + uerr.Err.Error()
+	}
+	return err.Error()
+}
+
+// redact drops the query, fragment and user info of a URL for logs and messages:
+// presigned blob-store URLs carry their credentials in the query.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
+
+// drainClose reads a little of body, so the connection can be reused, and closes it.
+func drainClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+	_ = body.Close()
+}

@@ -1,0 +1,174 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Transport tuning for the default transport.
+const (
+	dialTimeout         = 30 * time.Second
+	tlsHandshakeTimeout = 10 * time.Second
+	idleConnTimeout     = 90 * time.Second
+	maxIdleConnsPerHost = 16
+	maxRedirects        = 10
+)
+
+// authKey is the context key of the Authorization value for one request.
+type authKey struct{}
+
+// requestAuth is an Authorization value and the one origin (scheme://host:port) it may be
+// sent to. Redirects to any other origin go out without it.
+type requestAuth struct {
+	origin string
+	header string
+}
+
+// withAuth returns ctx carrying header for requests to u's origin; "" carries nothing.
+func withAuth(ctx context.Context, u *url.URL, header string) context.Context {
+	if header == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, authKey{}, &requestAuth{origin: origin(u), header: header})
+}
+
+// authTransport attaches Authorization per request host, at the last moment, so a
+// redirect to a blob store or CDN never carries a registry token (presigned S3 URLs
+// refuse requests with two auth mechanisms, and tokens must not leak across hosts).
+type authTransport struct {
+	next      http.RoundTripper
+	userAgent string
+}
+
+// RoundTrip implements http.RoundTripper; it never modifies req.
+func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	out := req.Clone(req.Context())
+	out.Header.Set("User-Agent", t.userAgent)
+	out.Header.Del("Authorization")
+	if a, ok := req.Context().Value(authKey{}).(*requestAuth); ok && a.origin == origin(req.URL) {
+		out.Header.Set("Authorization", a.header)
+	}
+	return t.next.RoundTrip(out)
+}
+
+// stripAuthAcrossHosts is the redirect policy: it drops any Authorization header when
+// the origin changes. net/http keeps it for subdomains and ignores ports; we do not.
+func stripAuthAcrossHosts(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	if origin(req.URL) != origin(via[0].URL) {
+		req.Header.Del("Authorization")
+	}
+	return nil
+}
+
+// origin is scheme://host:port with the port made explicit, for comparing hosts.
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return strings.ToLower(u.Scheme + "://" + net.JoinHostPort(u.Hostname(), port))
+}
+
+// hostTransports routes each request to the transport of its host: one with that host's
+// registries.yaml tls settings, or the shared default.
+type hostTransports struct {
+	byHost map[string]*http.Transport
+	def    *http.Transport
+}
+
+// newHostTransports builds the default transport and one per configs entry with tls.
+func newHostTransports(cfg *RegistriesConfig, idle time.Duration) (*hostTransports, error) {
+	ht := &hostTransports{byHost: map[string]*http.Transport{}, def: newTransport(nil, idle)}
+	if cfg == nil {
+		return ht, nil
+	}
+	for host, hc := range cfg.Configs {
+		if hc.TLS == nil {
+			continue
+		}
+		tc, err := loadTLSConfig(hc.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("configs %q: %w", host, err)
+		}
+		ht.byHost[strings.ToLower(host)] = newTransport(tc, idle)
+	}
+	return ht, nil
+}
+
+// RoundTrip implements http.RoundTripper.
+func (ht *hostTransports) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := strings.ToLower(req.URL.Host)
+	if t, ok := ht.byHost[host]; ok {
+		return t.RoundTrip(req)
+	}
+	if t, ok := ht.byHost[strings.ToLower(req.URL.Hostname())]; ok {
+		return t.RoundTrip(req)
+	}
+	return ht.def.RoundTrip(req)
+}
+
+// newTransport is a pooled transport honouring HTTPS_PROXY and NO_PROXY. A response whose
+// headers take longer than idle is abandoned, like a stalled body.
+func newTransport(tc *tls.Config, idle time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   dialTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSClientConfig:       tc,
+		TLSHandshakeTimeout:   tlsHandshakeTimeout,
+		ResponseHeaderTimeout: idle,
+		IdleConnTimeout:       idleConnTimeout,
+		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// loadTLSConfig reads a registries.yaml tls section: extra CA, client certificate, and
+// the choice to skip verification.
+func loadTLSConfig(c *TLSConfig) (*tls.Config, error) {
+	tc := &tls.Config{InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // user's choice
+	if c.CAFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ca_file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("read ca_file %s: no PEM certificate in it", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return nil, errors.New("cert_file and key_file must be given together")
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}

@@ -1,0 +1,53 @@
+package resume
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ParsePlatform parses "os/arch[/variant]" and normalises it the way containerd does, so
+// "linux/arm64" and "linux/arm64/v8" name the same platform.
+func ParsePlatform(s string) (ocispec.Platform, error) {
+	p, err := platforms.Parse(s)
+	if err != nil {
+		return p, fmt.Errorf("parse platform %q (want os/arch[/variant], e.g. linux/arm64): %w",
+			s, err)
+	}
+	return platforms.Normalize(p), nil
+}
+
+// matchPlatform returns the first index entry for platform p. Attestation entries never
+// match: they describe an image, they are not one.
+func matchPlatform(p ocispec.Platform, children []ocispec.Descriptor) (ocispec.Descriptor,
+	bool) {
+	matcher := platforms.NewMatcher(p)
+	for _, child := range children {
+		if child.Platform == nil || isAttestation(child) {
+			continue
+		}
+		if matcher.Match(platforms.Normalize(*child.Platform)) {
+			return child, true
+		}
+	}
+	return ocispec.Descriptor{}, false
+}
+
+// listPlatforms names the runnable platforms of an index, for error messages.
+func listPlatforms(children []ocispec.Descriptor) []string {
+	var names []string
+	for _, child := range children {
+		if child.Platform == nil || isAttestation(child) {
+			continue
+		}
+		names = append(names, formatPlatform(*child.Platform))
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+func formatPlatform(p ocispec.Platform) string {
+	return platforms.Format(p)
+}

@@ -1,0 +1,287 @@
+package resume
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dlsproject/dls/cache"
+	"github.com/dlsproject/dls/registry"
+)
+
+// maxManifestSize caps a manifest or index read back from the cache; the registry package
+// applies the same kind of cap on the wire.
+const maxManifestSize = 4 << 20
+
+// Plan is the outcome of resolution: each image pinned to digests, recorded in the cache,
+// with the blobs it needs. Images that could not be resolved are in Failed instead.
+type Plan struct {
+	Images []PlannedImage
+	Failed []*ImageError
+}
+
+// PlannedImage is one resolved image and the reference its blobs are fetched through.
+type PlannedImage struct {
+	Ref   reference.Named
+	Image cache.Image
+}
+
+// ImageError is the failure of one listed image; the others go on without it.
+type ImageError struct {
+	Ref string
+	Err error
+}
+
+func (e *ImageError) Error() string { return e.Ref + ": " + e.Err.Error() }
+func (e *ImageError) Unwrap() error { return e.Err }
+
+// Resolve pins every reference to its manifests, stores the manifests, configs and the
+// image records in the cache, and returns the plan. Failures of single images are collected
+// in the plan, not returned; the error is only for a cancelled context. The plan keeps the
+// order of refs.
+func (f *Fetcher) Resolve(ctx context.Context, refs []reference.Named) (*Plan, error) {
+	results := make([]PlannedImage, len(refs))
+	errs := make([]error, len(refs))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(resolveConcurrency)
+	for i, ref := range refs {
+		g.Go(func() error {
+			img, err := f.resolveImage(gctx, ref)
+			results[i] = PlannedImage{Ref: ref, Image: img}
+			errs[i] = err
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("resolve images: %w", err)
+	}
+
+	plan := &Plan{}
+	for i, ref := range refs {
+		if errs[i] != nil {
+			plan.Failed = append(plan.Failed, &ImageError{Ref: ref.String(), Err: errs[i]})
+			f.log.Error("resolve failed", "image", ref.String(), "err", errs[i])
+			continue
+		}
+		plan.Images = append(plan.Images, results[i])
+	}
+	return plan, nil
+}
+
+// resolveImage pins one reference: top-level document, every child of an index, the
+// selected platform manifests and their configs. Layers are left to Transfer.
+func (f *Fetcher) resolveImage(ctx context.Context, ref reference.Named) (cache.Image, error) {
+	top, err := f.topManifest(ctx, ref)
+	if err != nil {
+		return cache.Image{}, err
+	}
+
+	doc, err := parseDocument(top.Descriptor.MediaType, top.Bytes)
+	if err != nil {
+		return cache.Image{}, fmt.Errorf("read manifest %s: %w", top.Descriptor.Digest, err)
+	}
+
+	img := cache.Image{Name: ref.String(), Target: plainDescriptor(top.Descriptor)}
+	if doc.isIndex() {
+		img.Children = doc.Manifests
+		img.Manifests, err = f.selectChildren(ctx, ref, doc.Manifests)
+	} else {
+		img.Manifests = []ocispec.Descriptor{img.Target}
+	}
+	if err != nil {
+		return cache.Image{}, err
+	}
+
+	blobs, err := f.platformBlobs(ctx, ref, img.Manifests)
+	if err != nil {
+		return cache.Image{}, err
+	}
+	img.Blobs = uniqueSorted(append(append(append([]ocispec.Descriptor{img.Target},
+		img.Children...), img.Manifests...), blobs...))
+
+	if err := f.store.PutImage(img); err != nil {
+		return cache.Image{}, fmt.Errorf("record image %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+// topManifest returns the document a reference names. A reference pinned by digest whose
+// document is already cached costs no request at all; a tag is always asked of the
+// registry, since tags move.
+func (f *Fetcher) topManifest(ctx context.Context, ref reference.Named) (registry.Manifest,
+	error) {
+	if canonical, ok := ref.(reference.Canonical); ok {
+		if m, ok := f.cachedManifest(ref.String(), canonical.Digest()); ok {
+			return m, nil
+		}
+	}
+
+	m, err := f.client.Resolve(ctx, ref)
+	if err != nil {
+		return m, err
+	}
+
+	if err := f.putManifest(ref, m.Descriptor, m.Bytes); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// cachedManifest finds a previously recorded top-level document by name and digest.
+func (f *Fetcher) cachedManifest(name string, dgst digest.Digest) (registry.Manifest, bool) {
+	img, err := f.store.Image(name)
+	if err != nil || img.Target.Digest != dgst {
+		return registry.Manifest{}, false
+	}
+
+	raw, err := f.store.ReadBlob(dgst, maxManifestSize)
+	if err != nil {
+		return registry.Manifest{}, false
+	}
+	return registry.Manifest{Descriptor: img.Target, Bytes: raw}, true
+}
+
+// selectChildren stores every manifest an index lists (attestations included: containerd
+// walks them all when importing with all platforms) and returns the ones matching the
+// requested platforms, in the order the platforms were requested.
+func (f *Fetcher) selectChildren(ctx context.Context, ref reference.Named,
+	children []ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	for _, child := range children {
+		if err := f.ensureManifest(ctx, ref, child); err != nil {
+			return nil, err
+		}
+	}
+
+	var selected []ocispec.Descriptor
+	for _, p := range f.platforms {
+		child, ok := matchPlatform(p, children)
+		if !ok {
+			return nil, fmt.Errorf("image %s has no %s manifest; it has: %s", ref,
+				formatPlatform(p), strings.Join(listPlatforms(children), ", "))
+		}
+		if !slices.ContainsFunc(selected, func(d ocispec.Descriptor) bool {
+			return d.Digest == child.Digest
+		}) {
+			selected = append(selected, child)
+		}
+	}
+	return selected, nil
+}
+
+// ensureManifest stores a child manifest unless the cache already holds it.
+func (f *Fetcher) ensureManifest(ctx context.Context, ref reference.Named,
+	desc ocispec.Descriptor) error {
+	if _, ok := f.store.HasBlob(desc.Digest); ok {
+		return nil
+	}
+
+	m, err := f.client.FetchManifest(ctx, ref, desc)
+	if err != nil {
+		return err
+	}
+
+	return f.putManifest(ref, desc, m.Bytes)
+}
+
+// putManifest stores a manifest's bytes unless the cache holds them already.
+func (f *Fetcher) putManifest(ref reference.Named, desc ocispec.Descriptor, raw []byte) error {
+	if _, ok := f.store.HasBlob(desc.Digest); ok {
+		return nil
+	}
+
+	if err := f.store.PutBlob(plainDescriptor(desc), raw); err != nil {
+		return fmt.Errorf("store manifest %s of %s: %w", desc.Digest, ref, err)
+	}
+	f.stats.stored(desc.Digest)
+	return nil
+}
+
+// platformBlobs returns the configs and layers of the selected manifests. Configs are
+// fetched here, not in Transfer, so that an image whose config contradicts its manifest
+// fails before any layer is downloaded.
+func (f *Fetcher) platformBlobs(ctx context.Context, ref reference.Named,
+	manifests []ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	var blobs []ocispec.Descriptor
+	for i, desc := range manifests {
+		raw, err := f.store.ReadBlob(desc.Digest, maxManifestSize)
+		if err != nil {
+			return nil, fmt.Errorf("read manifest %s of %s: %w", desc.Digest, ref, err)
+		}
+
+		doc, err := parseDocument(desc.MediaType, raw)
+		if err != nil || doc.isIndex() {
+			return nil, fmt.Errorf("read manifest %s of %s: not an image manifest (%v)",
+				desc.Digest, ref, err)
+		}
+
+		cfg, err := f.fetchConfig(ctx, ref, *doc.Config)
+		if err != nil {
+			return nil, err
+		}
+		if len(cfg.RootFS.DiffIDs) != len(doc.Layers) {
+			return nil, fmt.Errorf("image %s manifest %s lists %d layers but its config has "+
+				"%d diff_ids", ref, desc.Digest, len(doc.Layers), len(cfg.RootFS.DiffIDs))
+		}
+		if desc.Platform == nil {
+			manifests[i].Platform = &ocispec.Platform{OS: cfg.OS,
+				Architecture: cfg.Architecture, Variant: cfg.Variant}
+		}
+
+		blobs = append(blobs, *doc.Config)
+		blobs = append(blobs, doc.Layers...)
+	}
+	return blobs, nil
+}
+
+// fetchConfig transfers a config blob into the cache (resuming like any blob) and decodes it.
+func (f *Fetcher) fetchConfig(ctx context.Context, ref reference.Named,
+	desc ocispec.Descriptor) (imageConfig, error) {
+	var cfg imageConfig
+	if desc.Size > maxConfigSize {
+		return cfg, fmt.Errorf("config %s of %s is %d bytes, over the %d-byte limit",
+			desc.Digest, ref, desc.Size, maxConfigSize)
+	}
+
+	if _, err := f.fetchBlob(ctx, ref, desc); err != nil {
+		return cfg, err
+	}
+
+	raw, err := f.store.ReadBlob(desc.Digest, maxConfigSize)
+	if err != nil {
+		return cfg, fmt.Errorf("read config %s of %s: %w", desc.Digest, ref, err)
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return cfg, fmt.Errorf("decode config %s of %s: %w", desc.Digest, ref, err)
+	}
+	return cfg, nil
+}
+
+// plainDescriptor keeps what identifies content (media type, digest, size) and drops
+// index-specific fields, so one blob has one descriptor wherever it was met.
+func plainDescriptor(d ocispec.Descriptor) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+}
+
+// uniqueSorted returns plain descriptors sorted by digest with duplicates removed; the
+// order is fixed so image records do not depend on fetch order.
+func uniqueSorted(descs []ocispec.Descriptor) []ocispec.Descriptor {
+	out := make([]ocispec.Descriptor, 0, len(descs))
+	for _, d := range descs {
+		out = append(out, plainDescriptor(d))
+	}
+	slices.SortFunc(out, func(a, b ocispec.Descriptor) int {
+		return strings.Compare(a.Digest.String(), b.Digest.String())
+	})
+	return slices.CompactFunc(out, func(a, b ocispec.Descriptor) bool {
+		return a.Digest == b.Digest
+	})
+}

@@ -1,0 +1,244 @@
+package resume
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dlsproject/dls/cache"
+	"github.com/dlsproject/dls/registry"
+)
+
+// blobResult is what one blob transfer did.
+type blobResult struct {
+	reused bool
+	size   int64
+	stats  registry.BlobStats
+}
+
+// job is one distinct blob to transfer and the images that need it.
+type job struct {
+	desc   ocispec.Descriptor
+	ref    reference.Named
+	images []string
+}
+
+// Transfer fetches every blob the plan's images lack, each distinct blob once, largest
+// first, several at a time. A blob that fails fails the images that need it; the others
+// go on. It returns the stats of the whole fetch (resolution included) and moves images
+// with a failed blob from plan.Images to plan.Failed. The error is only for a cancelled
+// context.
+func (f *Fetcher) Transfer(ctx context.Context, plan *Plan) error {
+	jobs := f.jobs(plan)
+
+	var mu sync.Mutex
+	failed := map[string]error{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(f.limit)
+	for _, j := range jobs {
+		g.Go(func() error {
+			_, err := f.fetchBlob(gctx, j.ref, j.desc)
+			if err == nil {
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, name := range j.images {
+				if _, seen := failed[name]; !seen {
+					failed[name] = err
+				}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("transfer blobs: %w", err)
+	}
+
+	kept := plan.Images[:0]
+	for _, pi := range plan.Images {
+		if err, bad := failed[pi.Image.Name]; bad {
+			plan.Failed = append(plan.Failed, &ImageError{Ref: pi.Image.Name, Err: err})
+			f.log.Error("fetch failed", "image", pi.Image.Name, "err", err)
+			continue
+		}
+		kept = append(kept, pi)
+	}
+	plan.Images = kept
+	return nil
+}
+
+// jobs lists the distinct blobs the plan's images lack, largest first: big layers start
+// early so they do not trail alone at the end while small ones fill the other slots.
+// Ties break on digest so the schedule is the same on every run.
+func (f *Fetcher) jobs(plan *Plan) []*job {
+	byDigest := map[digest.Digest]*job{}
+	var jobs []*job
+	for _, pi := range plan.Images {
+		for _, desc := range pi.Image.Blobs {
+			if _, ok := f.store.HasBlob(desc.Digest); ok {
+				continue
+			}
+			j, ok := byDigest[desc.Digest]
+			if !ok {
+				j = &job{desc: desc, ref: pi.Ref}
+				byDigest[desc.Digest] = j
+				jobs = append(jobs, j)
+			}
+			j.images = append(j.images, pi.Image.Name)
+		}
+	}
+
+	slices.SortFunc(jobs, func(a, b *job) int {
+		if c := cmp.Compare(b.desc.Size, a.desc.Size); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.desc.Digest, b.desc.Digest)
+	})
+	return jobs
+}
+
+// fetchBlob makes sure one blob is in the cache, transferring it unless it is there already.
+// Concurrent calls for one digest share a single transfer. A partial left by an earlier run
+// is continued; if the finished bytes fail verification (a stale or damaged partial), the
+// blob is fetched once more from zero before giving up.
+func (f *Fetcher) fetchBlob(ctx context.Context, ref reference.Named,
+	desc ocispec.Descriptor) (blobResult, error) {
+	v, err, _ := f.inflight.Do(desc.Digest.String(), func() (any, error) {
+		if size, ok := f.store.HasBlob(desc.Digest); ok {
+			return blobResult{reused: true, size: size}, nil
+		}
+
+		res, err := f.transferBlob(ctx, ref, desc)
+		if errors.Is(err, cache.ErrCorrupt) && ctx.Err() == nil {
+			f.log.Warn("blob failed verification, fetching it again from the start",
+				"digest", desc.Digest, "image", ref.String(), "err", err)
+			res, err = f.transferBlob(ctx, ref, desc)
+		}
+		return res, err
+	})
+	if err != nil {
+		return blobResult{}, err
+	}
+	return v.(blobResult), nil
+}
+
+// transferBlob runs one download into the cache's ingest for desc and commits it.
+func (f *Fetcher) transferBlob(ctx context.Context, ref reference.Named,
+	desc ocispec.Descriptor) (res blobResult, err error) {
+	ing, err := f.store.Ingest(desc)
+	if err != nil {
+		return res, fmt.Errorf("open partial blob %s: %w", desc.Digest, err)
+	}
+	defer func() {
+		if cerr := ing.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close partial blob %s: %w", desc.Digest, cerr)
+		}
+	}()
+
+	f.observer.BlobStarted(desc, ing.Offset())
+	defer func() { f.observer.BlobFinished(desc.Digest, err) }()
+
+	sink := &observedSink{Ingest: ing, dgst: desc.Digest, observer: f.observer}
+	res.stats, err = f.client.FetchBlob(ctx, ref, desc, sink)
+	f.stats.transferred(res.stats)
+	if err != nil {
+		return res, fmt.Errorf("fetch blob %s of %s: %w", desc.Digest, ref, err)
+	}
+
+	if err := ing.Commit(); err != nil {
+		return res, fmt.Errorf("commit blob %s of %s: %w", desc.Digest, ref, err)
+	}
+	f.stats.stored(desc.Digest)
+	res.size = desc.Size
+	return res, nil
+}
+
+// observedSink reports the bytes written through it to an Observer.
+type observedSink struct {
+	*cache.Ingest
+	dgst     digest.Digest
+	observer Observer
+}
+
+func (s *observedSink) Write(p []byte) (int, error) {
+	n, err := s.Ingest.Write(p)
+	s.observer.BlobProgress(s.dgst, int64(n))
+	return n, err
+}
+
+func (s *observedSink) Reset() error {
+	s.observer.BlobReset(s.dgst)
+	return s.Ingest.Reset()
+}
+
+// counters accumulate Stats across goroutines.
+type counters struct {
+	mu      sync.Mutex
+	s       Stats
+	fetched map[digest.Digest]bool
+}
+
+// stored records a blob this run put into the cache.
+func (c *counters) stored(dgst digest.Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fetched == nil {
+		c.fetched = map[digest.Digest]bool{}
+	}
+	c.fetched[dgst] = true
+}
+
+func (c *counters) transferred(st registry.BlobStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.s.BytesDownloaded += st.Downloaded
+	c.s.BytesResumed += st.Resumed
+	c.s.Retries += st.Retries
+	c.s.Waited += st.Waited
+}
+
+// Stats returns the figures of everything this Fetcher did so far for plan, with elapsed
+// as the duration. Every distinct blob the plan's images need is either downloaded by this
+// run or reused from the cache; blobs of failed images are not counted.
+func (f *Fetcher) Stats(plan *Plan, elapsed time.Duration) Stats {
+	f.stats.mu.Lock()
+	s := f.stats.s
+	fetched := maps.Clone(f.stats.fetched)
+	f.stats.mu.Unlock()
+
+	seen := map[digest.Digest]bool{}
+	for _, pi := range plan.Images {
+		for _, desc := range pi.Image.Blobs {
+			if seen[desc.Digest] {
+				continue
+			}
+			seen[desc.Digest] = true
+			s.Blobs++
+			if fetched[desc.Digest] {
+				s.BlobsDownloaded++
+			} else {
+				s.BlobsReused++
+				s.BytesReused += desc.Size
+			}
+		}
+	}
+
+	s.Images = len(plan.Images) + len(plan.Failed)
+	s.ImagesFailed = len(plan.Failed)
+	s.Elapsed = elapsed
+	s.Seconds = elapsed.Seconds()
+	s.WaitedSeconds = s.Waited.Seconds()
+	return s
+}
