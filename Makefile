@@ -18,3 +18,16 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+.PHONY: build demo
+
+# build writes the dls binary to bin/dls, with the version from git when there is one.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/dls ./cmd/dls
+
+# demo runs the main job on this machine, no internet needed: a real registry on loopback
+# serves images named after the k3s image list; dls fetches them through a registries.yaml
+# mirror, assembles the archive, and docker loads and runs it when a daemon is reachable.
+demo: build
+	$(GO) run ./integration/demo -dls bin/dls -out demo

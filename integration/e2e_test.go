@@ -69,16 +69,25 @@ func TestK3sImageList(t *testing.T) {
 	fetch := []string{"fetch", "--cache", cache, "--registries", fx.Registries, "--json", list}
 	want := fx.hostBlobs()
 
-	ok := t.Run("fetch downloads every needed blob once", func(t *testing.T) {
-		checkFirstFetch(t, fx, runDLS(t, work, fetch...), cache, want)
-	})
-	archive := filepath.Join(work, "images.tar")
-	ok = ok && t.Run("assemble twice gives identical bytes", func(t *testing.T) {
-		checkAssembleTwice(t, work, cache, list, archive)
-	})
-	if !ok {
-		t.FailNow()
+	res := runDLS(t, work, fetch...)
+	if res.Code != 0 {
+		t.Fatalf("dls fetch: exit %d, want 0", res.Code)
 	}
+	t.Run("fetch downloads every needed blob once", func(t *testing.T) {
+		checkFirstFetch(t, fx, res, cache, want)
+	})
+
+	archive, again := filepath.Join(work, "images.tar"), filepath.Join(work, "again.tar")
+	for _, out := range []string{archive, again} {
+		if res := runDLS(t, work, "assemble", "-o", out, "--cache", cache, list); res.Code != 0 {
+			t.Fatalf("dls assemble -o %s: exit %d, want 0", out, res.Code)
+		}
+	}
+	t.Run("assemble twice gives identical bytes", func(t *testing.T) {
+		if a, b := fileDigest(t, archive), fileDigest(t, again); a != b {
+			t.Fatalf("two assembles differ: %s and %s", a, b)
+		}
+	})
 
 	entries := readTar(t, archive)
 	t.Run("archive holds metadata then the needed blobs sorted", func(t *testing.T) {
@@ -118,9 +127,6 @@ func TestK3sImageList(t *testing.T) {
 // once (configs and layers shared between images too), nothing else cached.
 func checkFirstFetch(t *testing.T, fx *fixture, res dlsResult, cache string,
 	want map[digest.Digest]testimage.Blob) {
-	if res.Code != 0 {
-		t.Fatalf("dls fetch: exit %d, want 0", res.Code)
-	}
 	got := decodeSummary(t, res.Stdout)
 	wantSum := fetchSummary{Images: len(fx.Images), Blobs: len(want),
 		BlobsDownloaded: len(want), BytesDownloaded: totalSize(want)}
@@ -168,19 +174,6 @@ func totalSize(blobs map[digest.Digest]testimage.Blob) int64 {
 		n += b.Descriptor.Size
 	}
 	return n
-}
-
-// checkAssembleTwice writes the archive to path and again to a second name, and compares.
-func checkAssembleTwice(t *testing.T, work, cache, list, path string) {
-	again := filepath.Join(work, "again.tar")
-	for _, out := range []string{path, again} {
-		if res := runDLS(t, work, "assemble", "-o", out, "--cache", cache, list); res.Code != 0 {
-			t.Fatalf("dls assemble -o %s: exit %d, want 0", out, res.Code)
-		}
-	}
-	if a, b := fileDigest(t, path), fileDigest(t, again); a != b {
-		t.Fatalf("two assembles differ: %s and %s", a, b)
-	}
 }
 
 // checkEntries compares the archive's entry names, in order, with what DESIGN.md promises,

@@ -21,12 +21,6 @@ const (
 	tokenClientID = "dls"
 )
 
-// credentials are a login for one endpoint; the zero value means anonymous.
-type credentials struct {
-	user, pass    string
-	identityToken string // OAuth2 refresh token, used instead of user and password
-}
-
 // authHeader is the Authorization value for one request and, for a bearer token, the
 // cache key to drop when the registry refuses it.
 type authHeader struct {
@@ -42,7 +36,7 @@ func pullScope(repo string) string { return "repository:" + repo + ":pull" }
 // or nothing for an open registry.
 func (c *Client) authorize(ctx context.Context, ep *endpoint, scope string) (authHeader, error) {
 	cs := c.challengesOf(ep)
-	cr := c.credentialsFor(ep)
+	cr := c.credentialsFor(ctx, ep)
 	if ch := findChallenge(cs, "bearer"); ch != nil {
 		return c.bearer(ctx, ep, ch, scope, cr)
 	}
@@ -74,32 +68,6 @@ func (c *Client) bearer(ctx context.Context, ep *endpoint, ch *challenge, scope 
 	// Renew a little before expiry: the token spent time in transit, and clocks differ.
 	e.value, e.expires = tok, time.Now().Add(ttl*9/10)
 	return authHeader{value: "Bearer " + tok, tokenKey: key}, nil
-}
-
-// credentialsFor returns the registries.yaml login for ep: configs keyed by the
-// endpoint's host[:port] and, at the registry's own endpoint, by the registry name
-// ("docker.io" for registry-1.docker.io).
-func (c *Client) credentialsFor(ep *endpoint) credentials {
-	cfg := c.opts.Config
-	if cfg == nil {
-		return credentials{}
-	}
-	keys := []string{ep.base.Host}
-	if !ep.mirror {
-		keys = append(keys, ep.registry)
-	}
-	for _, k := range keys {
-		hc, ok := cfg.Configs[k]
-		if !ok || hc.Auth == nil {
-			continue
-		}
-		user, pass, err := hc.Auth.credentials()
-		if err != nil {
-			continue // rejected by validate in NewClient; unreachable
-		}
-		return credentials{user: user, pass: pass, identityToken: hc.Auth.IdentityToken}
-	}
-	return credentials{}
 }
 
 // basicAuth is the Authorization value for a Basic login.

@@ -109,6 +109,10 @@ func (c *Client) blobFrom(ctx context.Context, ep *endpoint, ref reference.Named
 		c.log.Warn("blob transfer interrupted; resuming", "digest", desc.Digest,
 			"endpoint", ep.String(), "offset", sink.Offset(), "error", re.cause, "wait", wait)
 		stats.Retries++
+		c.stats.add(ep.base.Host, func(hs *HostStats) {
+			hs.Retries++
+			hs.Waited += wait
+		})
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}

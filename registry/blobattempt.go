@@ -27,6 +27,12 @@ func (c *Client) blobAttempt(ctx context.Context, ep *endpoint, repo, url string
 		hdr.Set("Range", fmt.Sprintf("bytes=%d-%d", off, desc.Size-1))
 	}
 
+	release, err := c.limiter.acquire(ctx, ep.base.Host)
+	if err != nil {
+		return err
+	}
+	defer release()
+
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -49,6 +55,7 @@ func (c *Client) blobAttempt(ctx context.Context, ep *endpoint, repo, url string
 
 	n, err := copyBlob(sink, body, remaining)
 	stats.Downloaded += n
+	c.stats.add(ep.base.Host, func(hs *HostStats) { hs.Bytes += n })
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), errStalled) {
 		return resumable("body stalled: no bytes for %s after %d of %d bytes",
 			c.opts.IdleTimeout, off+n, desc.Size)

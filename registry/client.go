@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	"github.com/google/go-containerregistry/pkg/authn"
 )
 
 // Defaults for Options fields left zero.
@@ -37,8 +38,15 @@ type Options struct {
 	// IdleTimeout cuts a response that sends no bytes for this long; the blob then
 	// continues from where it stopped. 0 means 30s.
 	IdleTimeout time.Duration
+	// MaxPerHost bounds concurrent manifest and blob requests per endpoint host; 0
+	// means no bound (callers bound their own fan-out).
+	MaxPerHost int
 	// UserAgent is sent with every request; "" means "dls".
 	UserAgent string
+	// Keychain supplies logins for hosts registries.yaml has none for; nil means
+	// authn.DefaultKeychain (Docker's config.json, Podman's auth.json, credential helpers).
+	// authn.NewMultiKeychain() with no arguments means none.
+	Keychain authn.Keychain
 	// Transport replaces the tuned default transport for every host (tests inject fault
 	// proxies here). registries.yaml tls settings apply only to the default transport.
 	Transport http.RoundTripper
@@ -53,12 +61,20 @@ type Client struct {
 	http    *http.Client
 	hosts   hostStates
 	tokens  tokenCache
+	keys    keychainCache
+	stats   statsBook
+	limiter hostLimiter
 }
 
 // NewClient checks opts and builds a client. It fails on a registries.yaml entry that
 // cannot be used (a bad endpoint, rewrite pattern, or TLS file).
 func NewClient(opts Options) (*Client, error) {
 	opts = withDefaults(opts)
+	if opts.Config != nil {
+		if err := opts.Config.validate(); err != nil {
+			return nil, fmt.Errorf("create registry client: %w", err)
+		}
+	}
 
 	mirrors, err := compileMirrors(opts.Config)
 	if err != nil {
@@ -74,9 +90,10 @@ func NewClient(opts Options) (*Client, error) {
 	}
 
 	c := &Client{opts: opts, log: opts.Logger, mirrors: mirrors}
+	c.limiter.limit = opts.MaxPerHost
 	c.http = &http.Client{
 		Transport:     &authTransport{next: base, userAgent: opts.UserAgent},
-		CheckRedirect: stripAuthAcrossHosts,
+		CheckRedirect: c.checkRedirect,
 	}
 	return c, nil
 }
@@ -103,6 +120,9 @@ func withDefaults(opts Options) Options {
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = defaultIdleTimeout
+	}
+	if opts.Keychain == nil {
+		opts.Keychain = authn.DefaultKeychain
 	}
 	if opts.UserAgent == "" {
 		opts.UserAgent = defaultUserAgent

@@ -92,6 +92,12 @@ func (c *Client) logFallthrough(ep *endpoint, err error) {
 // manifestFrom GETs one manifest from one endpoint and verifies it.
 func (c *Client) manifestFrom(ctx context.Context, ep *endpoint, ref reference.Named,
 	ident string, want digest.Digest, size int64) (Manifest, error) {
+	release, err := c.limiter.acquire(ctx, ep.base.Host)
+	if err != nil {
+		return Manifest{}, err
+	}
+	defer release()
+
 	repo := ep.repoPath(ref)
 	var rs retryStats
 	resp, err := c.send(ctx, apiRequest{

@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +17,12 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 )
 
-// maxDrain caps how much of a discarded response is read to reuse its connection.
-const maxDrain = 64 << 10
+const (
+	// maxDrain caps how much of a discarded response is read to reuse its connection.
+	maxDrain = 64 << 10
+	// maxRetryAfter bounds a parsed Retry-After, so absurd values cannot overflow.
+	maxRetryAfter = 365 * 24 * time.Hour
+)
 
 // retryStats counts what the retry layer did for one logical request.
 type retryStats struct {
@@ -65,6 +71,7 @@ func (c *Client) do(ctx context.Context, method, rawURL string, header http.Head
 func (c *Client) retrier(rawURL string, st *retryStats) *retryablehttp.Client {
 	var lastErr error
 	var lastStatus int
+	host := hostOf(rawURL)
 	return &retryablehttp.Client{
 		HTTPClient:   c.http,
 		RetryWaitMin: c.opts.RetryWaitMin,
@@ -81,12 +88,17 @@ func (c *Client) retrier(rawURL string, st *retryStats) *retryablehttp.Client {
 			wait := backoff(lo, hi, n, resp)
 			st.retries++
 			st.waited += wait
+			c.stats.add(host, func(hs *HostStats) {
+				hs.Retries++
+				hs.Waited += wait
+			})
 			c.log.Debug("retry request", "url", redact(rawURL), "status", lastStatus,
 				"error", transportCause(lastErr), "wait", wait, "retry", n+1)
 			return wait
 		},
 		RequestLogHook: func(_ retryablehttp.Logger, req *http.Request, n int) {
 			st.attempts++
+			c.stats.add(host, func(hs *HostStats) { hs.Requests++ })
 			c.log.Debug("request", "method", req.Method, "url", redact(rawURL),
 				"attempt", n+1)
 		},
@@ -134,8 +146,30 @@ func giveUp(resp *http.Response, err error, attempts int) (*http.Response, error
 		errors.Is(err, context.DeadlineExceeded) {
 		return nil, err
 	}
-	return nil, fmt.Errorf("%w after %d attempts: %s", ErrUnreachable, attempts,
+	if isCertError(err) {
+		return nil, fmt.Errorf("verify TLS certificate: %s (to trust a private CA, set "+
+			"configs.<host>.tls.ca_file in registries.yaml)", transportCause(err))
+	}
+	return nil, fmt.Errorf("%w after %s: %s", ErrUnreachable, plural(attempts, "attempt"),
 		transportCause(err))
+}
+
+// isCertError reports a failed TLS certificate verification, which no retry can fix.
+func isCertError(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var uerr x509.UnknownAuthorityError
+	var herr x509.HostnameError
+	var ierr x509.CertificateInvalidError
+	return errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) ||
+		errors.As(err, &ierr)
+}
+
+// plural writes "1 attempt" or "3 attempts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // backoff is exponential (lo doubled per retry, capped at hi) with jitter over the upper
@@ -162,7 +196,7 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 || secs > int64(24*time.Hour/time.Second)*365 {
+		if secs < 0 || secs > int64(maxRetryAfter/time.Second) {
 			return 0, false
 		}
 		return time.Duration(secs) * time.Second, true

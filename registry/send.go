@@ -45,7 +45,7 @@ func (c *Client) send(ctx context.Context, r apiRequest) (*http.Response, error)
 		}
 		if renewed {
 			defer drainClose(resp.Body)
-			return nil, c.unauthorized(r.ep, resp)
+			return nil, c.unauthorized(ctx, r.ep, resp)
 		}
 
 		scope = c.renewAuth(r.ep, resp, auth, scope)
@@ -72,12 +72,11 @@ func (c *Client) renewAuth(ep *endpoint, resp *http.Response, auth authHeader,
 }
 
 // unauthorized describes a final 401, with a hint when we sent no credentials.
-func (c *Client) unauthorized(ep *endpoint, resp *http.Response) error {
+func (c *Client) unauthorized(ctx context.Context, ep *endpoint, resp *http.Response) error {
 	err := responseError(resp)
-	cr := c.credentialsFor(ep)
-	if cr.user != "" || cr.identityToken != "" {
+	if !c.credentialsFor(ctx, ep).empty() {
 		return err
 	}
-	return fmt.Errorf("%w (no credentials for %s: add configs.%q.auth to registries.yaml)",
-		err, ep.base.Host, ep.base.Host)
+	return fmt.Errorf("%w (no credentials for %s: add configs.%q.auth to registries.yaml "+
+		"or log in with docker login)", err, ep.base.Host, ep.base.Host)
 }

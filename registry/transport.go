@@ -60,15 +60,18 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(out)
 }
 
-// stripAuthAcrossHosts is the redirect policy: it drops any Authorization header when
-// the origin changes. net/http keeps it for subdomains and ignores ports; we do not.
-func stripAuthAcrossHosts(req *http.Request, via []*http.Request) error {
+// checkRedirect is the redirect policy: it drops any Authorization header when the
+// origin changes (net/http keeps it for subdomains and ignores ports; we do not), and
+// logs the hop without the target's query, which may hold a signature.
+func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= maxRedirects {
 		return fmt.Errorf("stopped after %d redirects", maxRedirects)
 	}
 	if origin(req.URL) != origin(via[0].URL) {
 		req.Header.Del("Authorization")
 	}
+	c.log.Debug("redirect", "from", redact(via[len(via)-1].URL.String()),
+		"to", redact(req.URL.String()))
 	return nil
 }
 
