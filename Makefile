@@ -31,3 +31,12 @@ build:
 # mirror, assembles the archive, and docker loads and runs it when a daemon is reachable.
 demo: build
 	$(GO) run ./integration/demo -dls bin/dls -out demo
+
+.PHONY: bench
+
+# bench runs the benchmark suite (not part of test): Go benchmarks of cache, resume and
+# assemble, then dls against crane and a floor on a loopback registry, direct, through a
+# WAN-like and a lossy proxy. BENCH_SIZE=2G for the full corpus; see integration/bench/run.sh.
+BENCH_SIZE ?= 500M
+bench:
+	BENCH_SIZE=$(BENCH_SIZE) GO=$(GO) bash integration/bench/run.sh

@@ -54,6 +54,11 @@ type Options struct {
 	// Images to write, by cache.Image.Name (fully normalised); empty means every cached
 	// image. Order and duplicates do not matter: the archive is the same for any order.
 	Images []string
+	// MaxSize caps the tar stream of each archive, in bytes before compression (so a
+	// compressed file is smaller still); 0 means no cap. WriteFile splits the images into
+	// several archives to stay under it, and under podman's 1 MiB limit on manifest.json;
+	// Write, having one stream, fails instead. An image never spans two archives.
+	MaxSize int64
 	// Logger receives debug records per blob and an info record per archive; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -61,11 +66,14 @@ type Options struct {
 
 // Result describes what was written.
 type Result struct {
+	// Files are the archives WriteFile wrote, in order; nil for Write.
+	Files []string
 	// Images is the number of images written.
 	Images int
-	// Blobs is the number of distinct blobs written.
+	// Blobs is the number of blobs written: distinct within an archive, but a blob that
+	// two archives of a split need counts twice.
 	Blobs int
-	// Bytes is the size of the tar stream, before any compression.
+	// Bytes is the size of the tar streams, before any compression.
 	Bytes int64
 }
 

@@ -81,4 +81,3 @@ func BenchmarkWrite(b *testing.B) {
 		})
 	}
 }
-

@@ -237,11 +237,18 @@ func buildLayerCountMismatch(t *testing.T, s *testSource) {
 // manifest.json item lists 17,500 quoted 77-byte paths and 17,499 commas (1,399,999
 // bytes), plus 123 bytes of the rest of the item.
 func buildHugeManifestJSON(t *testing.T, s *testSource) {
+	s.repeatedLayerImage(t, "docker.io/library/a:1", "same", 17500)
+}
+
+// repeatedLayerImage stores an image named name whose only layer, content, is listed count
+// times: a small image with a big manifest.json item.
+func (s *testSource) repeatedLayerImage(t *testing.T, name, content string, count int,
+) builtManifest {
 	var m builtManifest
-	layer := s.putBlob(t, ocispec.MediaTypeImageLayerGzip, gzipped(t, []byte("same")))
-	for range 17500 {
+	layer := s.putBlob(t, ocispec.MediaTypeImageLayerGzip, gzipped(t, []byte(content)))
+	for range count {
 		m.layers = append(m.layers, layer)
-		m.diffIDs = append(m.diffIDs, digest.FromString("same"))
+		m.diffIDs = append(m.diffIDs, digest.FromString(content))
 	}
 
 	m.config = s.putJSON(t, ocispec.MediaTypeImageConfig, ocispec.Image{
@@ -253,5 +260,6 @@ func buildHugeManifestJSON(t *testing.T, s *testSource) {
 		Config:    m.config,
 		Layers:    m.layers,
 	})
-	s.singleImage("docker.io/library/a:1", m)
+	s.singleImage(name, m)
+	return m
 }

@@ -15,11 +15,16 @@ import (
 // .tar.gz/.tgz gzip, .tar.zst/.tzst zstd with a window k3s can decode; another name is
 // an error. Images are checked as Write checks them, before any file is created.
 //
-// The archive is written to a temporary file in path's directory (".<name>.tmp-*"),
-// fsynced, renamed to path, and the directory fsynced. On any error nothing is left at the
-// temporary name and path is untouched: a failed run never leaves a partial archive, and
-// an archive already at path is replaced only by a complete one. The file gets mode 0666
-// less the umask. The name "-" is refused: to stream to standard output, call Write.
+// When the images need several archives (opts.MaxSize, or a manifest.json over podman's
+// 1 MiB), they are written to path with "-1", "-2"… before the suffix, in name order, each
+// a complete archive; otherwise to path itself. Result.Files lists what was written.
+//
+// Each archive is written to a temporary file in its directory (".<name>.tmp-*") and
+// fsynced; only when all are complete are they renamed into place and the directory
+// fsynced. On an error before the renames nothing is left at the temporary names and the
+// final names are untouched: a failed run never leaves a partial archive, and an archive
+// already at a final name is replaced only by a complete one. Files get mode 0666 less the
+// umask. The name "-" is refused: to stream to standard output, call Write.
 func WriteFile(ctx context.Context, src Source, path string, opts Options) (Result, error) {
 	if path == "-" {
 		return Result{}, errors.New("write archive: the name \"-\" means standard output; " +
@@ -31,28 +36,80 @@ func WriteFile(ctx context.Context, src Source, path string, opts Options) (Resu
 		return Result{}, err
 	}
 
-	c, err := prepare(ctx, src, opts)
+	images, err := prepare(ctx, src, opts)
 	if err != nil {
 		return Result{}, err
 	}
 
-	if size := c.manifestSize(); size > maxManifestJSON {
-		return Result{}, fmt.Errorf("write archive %s: its manifest.json would be %d bytes, "+
-			"over podman's limit of %d; write fewer images per archive",
-			path, size, maxManifestJSON)
-	}
-
-	tmp, res, err := writeTemp(ctx, src, path, comp, c, opts.logger())
+	parts, err := splitContent(images, opts.MaxSize)
 	if err != nil {
 		return Result{}, err
 	}
 
-	err = commit(tmp, path)
+	paths := partPaths(path, comp, len(parts))
+	tmps, res, err := writeParts(ctx, src, paths, comp, parts, opts.logger())
 	if err != nil {
 		return Result{}, err
 	}
 
+	for i, tmp := range tmps {
+		err = commit(tmp, paths[i])
+		if err != nil {
+			removeAll(tmps[i+1:])
+			return Result{}, err
+		}
+	}
+
+	warnStale(path, comp, len(parts), opts.logger())
+	res.Files = paths
 	return res, nil
+}
+
+// writeParts writes each part to a temporary file beside its path and returns their names
+// and the summed Result; on error it removes every temporary file it made.
+func writeParts(ctx context.Context, src Source, paths []string, comp compression,
+	parts []content, log *slog.Logger) ([]string, Result, error) {
+	var total Result
+	var tmps []string
+	for i, c := range parts {
+		tmp, res, err := writeTemp(ctx, src, paths[i], comp, c, log)
+		if err != nil {
+			removeAll(tmps)
+			return nil, Result{}, err
+		}
+
+		tmps = append(tmps, tmp)
+		total.Images += res.Images
+		total.Blobs += res.Blobs
+		total.Bytes += res.Bytes
+	}
+
+	return tmps, total, nil
+}
+
+// warnStale warns about archives an earlier run left beside the n just written to path:
+// the one after the last ("images-3.tar" after two parts), or the unsplit one ("images.tar")
+// after a split, and "images-1.tar" after a single archive. An importer reading the
+// directory would load them too.
+func warnStale(path string, comp compression, n int, log *slog.Logger) {
+	stale := []string{partPath(path, comp, 1)}
+	if n > 1 {
+		stale = []string{partPath(path, comp, n+1), path}
+	}
+
+	for _, p := range stale {
+		_, err := os.Stat(p)
+		if err == nil {
+			log.Warn("an archive from an earlier run lies beside the ones written; remove "+
+				"it unless it is meant to be imported too", "path", p)
+		}
+	}
+}
+
+func removeAll(paths []string) {
+	for _, p := range paths {
+		os.Remove(p)
+	}
 }
 
 // writeTemp writes c, compressed by comp, to a new temporary file beside path and returns

@@ -3,6 +3,7 @@ package assemble
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -184,5 +185,21 @@ func TestWriteFileReplacesOnlyWhenComplete(t *testing.T) {
 
 	if names := dirNames(t, dir); !slices.Equal(names, []string{"images.tar"}) {
 		t.Errorf("directory holds %v", names)
+	}
+}
+
+func TestWriteFileStopsWhenCancelled(t *testing.T) {
+	s := newTestSource(t)
+	img := s.singleImage("docker.io/library/a:1", s.buildManifest(t, linuxAMD64, []byte("a")))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := t.TempDir()
+	_, err := WriteFile(ctx, s, filepath.Join(dir, "images.tar"), quietOptions(img.Name))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("error %v, want %v", err, context.Canceled)
+	}
+
+	if names := dirNames(t, dir); len(names) != 0 {
+		t.Errorf("left %v", names)
 	}
 }

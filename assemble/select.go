@@ -19,7 +19,7 @@ func selectImages(src Source, names []string) ([]cache.Image, error) {
 	}
 
 	if len(images) == 0 && len(unknown) == 0 {
-		return nil, fmt.Errorf("select images: the cache holds no image; fetch some first")
+		return nil, errors.New("select images: the cache holds no image; fetch some first")
 	}
 
 	shortfalls := make([]Shortfall, 0, len(unknown))

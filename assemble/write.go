@@ -10,50 +10,56 @@ import (
 // Write checks that every requested image is complete in src before writing a byte
 // (failing with an *IncompleteError that names each unknown or incomplete image and what
 // it lacks), then streams one archive to w. The same images and content give the same
-// bytes, whatever order the images were listed or fetched in.
+// bytes, whatever order the images were listed or fetched in. Images that need more than
+// one archive (opts.MaxSize, or a manifest.json over 1 MiB) are an error: use WriteFile.
 //
 // A blob that does not hash to its digest is found only while it is copied, after part of
-// the archive reached w: Write then fails with cache.ErrCorrupt and leaves out the tar
-// trailer, and the caller must discard what w received. WriteFile does that itself.
+// the archive reached w: Write then fails with cache.ErrCorrupt and leaves that blob's
+// entry short, so any tar reader fails on what w received. WriteFile removes its file.
 // Write does not close w.
 func Write(ctx context.Context, src Source, w io.Writer, opts Options) (Result, error) {
-	c, err := prepare(ctx, src, opts)
+	images, err := prepare(ctx, src, opts)
 	if err != nil {
 		return Result{}, err
 	}
 
-	if size := c.manifestSize(); size > maxManifestJSON {
-		return Result{}, fmt.Errorf("write archive: its manifest.json would be %d bytes, "+
-			"over podman's limit of %d; write fewer images per archive", size, maxManifestJSON)
+	parts, err := splitContent(images, opts.MaxSize)
+	if err != nil {
+		return Result{}, err
 	}
 
-	return writeContent(ctx, src, w, c, opts.logger())
+	if len(parts) > 1 {
+		return Result{}, fmt.Errorf("write archive: the images need %d archives to keep "+
+			"each under the size limits; write them to a file, which splits them", len(parts))
+	}
+
+	return writeContent(ctx, src, w, parts[0], opts.logger())
 }
 
-// prepare selects and checks the requested images and builds the archive content for all
-// of them, reading only manifests and configs.
-func prepare(ctx context.Context, src Source, opts Options) (content, error) {
+// prepare selects and checks the requested images and plans each, sorted by name, reading
+// only manifests and configs.
+func prepare(ctx context.Context, src Source, opts Options) ([]imagePlan, error) {
 	images, err := selectImages(src, opts.Images)
 	if err != nil {
-		return content{}, err
+		return nil, err
 	}
 
 	plans := make([]imagePlan, 0, len(images))
 	for _, img := range images {
 		err = ctx.Err()
 		if err != nil {
-			return content{}, err
+			return nil, err
 		}
 
 		p, err := planImage(src, img)
 		if err != nil {
-			return content{}, err
+			return nil, err
 		}
 
 		plans = append(plans, p)
 	}
 
-	return newContent(plans)
+	return plans, nil
 }
 
 // writeContent streams c to w as one archive.

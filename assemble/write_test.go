@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -56,7 +57,7 @@ func TestWriteArchiveContent(t *testing.T) {
 			data, res := writeArchive(t, s, quietOptions(names...))
 			checkArchive(t, s, data, want)
 			wantRes.Bytes = res.Bytes
-			if res != wantRes {
+			if !reflect.DeepEqual(res, wantRes) {
 				t.Errorf("Result = %+v, want %+v", res, wantRes)
 			}
 

@@ -39,10 +39,12 @@ func readTar(t testing.TB, path string) []tarEntry {
 		if err != nil {
 			t.Fatalf("read %s: %v", path, err)
 		}
+
 		data, err := io.ReadAll(tr)
 		if err != nil {
 			t.Fatalf("read %s entry %s: %v", path, hdr.Name, err)
 		}
+
 		entries = append(entries, tarEntry{Header: hdr, Data: data})
 	}
 }
@@ -89,6 +91,7 @@ func cachedBlobs(t testing.TB, cache string) map[digest.Digest]bool {
 	if err != nil {
 		t.Fatalf("list cached blobs: %v", err)
 	}
+
 	blobs := map[digest.Digest]bool{}
 	for _, f := range files {
 		want := digest.NewDigestFromEncoded(digest.SHA256, f.Name())

@@ -43,8 +43,10 @@ func TestFetchUnknownImageKeepsTheOthers(t *testing.T) {
 	const unknown = "docker.io/rancher/never-pushed:1.0"
 	list := writeFile(t, work, "list.txt", strings.Join(append(smallList, unknown), "\n"))
 
+	// One retry keeps the test fast: without internet, dls falls back from the mirror's 404
+	// to Docker Hub, whose name does not resolve.
 	res := runDLS(t, work, "fetch", "--cache", cache, "--registries", fx.Registries,
-		"--json", list)
+		"--retries=1", "--json", list)
 	if res.Code == 0 {
 		t.Fatalf("dls fetch with an unknown image: exit 0, want non-zero")
 	}
@@ -87,7 +89,9 @@ func TestFetchRegistryDownLosesNothing(t *testing.T) {
 	down := registrytest.Unreachable(t)
 	registries := writeRegistries(t, down, "http://"+down)
 	list := writeFile(t, work, "down.txt", down+"/rancher/mirrored-pause:3.6\n")
-	res := runDLS(t, work, "fetch", "--cache", cache, "--registries", registries, list)
+	// One retry keeps the test fast; what is under test is the failure, not the backoff.
+	res := runDLS(t, work, "fetch", "--cache", cache, "--registries", registries,
+		"--retries=1", list)
 	if res.Code == 0 {
 		t.Fatalf("dls fetch from %s (down): exit 0, want non-zero", down)
 	}

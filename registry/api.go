@@ -41,7 +41,7 @@ type BlobSink interface {
 // BlobStats describes one FetchBlob call.
 type BlobStats struct {
 	Downloaded int64         // body bytes received and written to the sink this call
-	Resumed    int64         // bytes the sink already held when the call began
+	Resumed    int64         // bytes the sink held at the start and kept (0 after a Reset)
 	Retries    int           // requests repeated: retryable statuses, cut or stalled bodies
 	Waited     time.Duration // time spent in backoff before those retries
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -151,6 +150,3 @@ func (tc *tokenCache) invalidate(key string) {
 
 	e.value = ""
 }
-
-// httpStatusOK reports a 2xx status.
-func httpStatusOK(code int) bool { return code >= http.StatusOK && code < 300 }

@@ -97,13 +97,20 @@ func TestTokenAuthBadLogin(t *testing.T) {
 // startTokenRegistry starts a registry that requires tokens from ts, with one image in
 // a/b:1. registrytest pushes without credentials, so the wrapper adds a push token the
 // test signs itself to every write request; GETs reach the registry as the client sent them.
-func startTokenRegistry(t testing.TB, ts *tokenServer) (*registrytest.Registry, testImage) {
+// An inner wrapper, when given, sees requests after the push token is added.
+func startTokenRegistry(t testing.TB, ts *tokenServer,
+	inner ...func(http.Handler) http.Handler) (*registrytest.Registry, testImage) {
 	t.Helper()
 
 	pushToken := ts.sign([]string{"repository:a/b:pull,push"}, time.Now().Add(time.Hour))
 	reg := registrytest.Start(t, registrytest.Options{
 		Auth: ts.auth(),
-		Wrap: withPushToken(pushToken),
+		Wrap: func(h http.Handler) http.Handler {
+			for _, w := range inner {
+				h = w(h)
+			}
+			return withPushToken(pushToken)(h)
+		},
 	})
 	img := pushImage(t, reg, "a/b", "1", ocispec.MediaTypeImageManifest, testSeed, 5000)
 	return reg, img

@@ -50,6 +50,8 @@ func (c *Client) blobAttempt(ctx context.Context, ep *endpoint, repo, url string
 		return err
 	}
 
+	// TODO: a server that accepts the request but never sends headers is cut only by the
+	// default transport's ResponseHeaderTimeout; an injected Options.Transport has none.
 	body := newIdleReader(resp.Body, c.opts.IdleTimeout, cancel)
 	defer body.stop()
 

@@ -28,7 +28,9 @@ type RegistriesConfig struct {
 // Mirror lists the endpoints tried, in order, before the registry's default endpoint.
 type Mirror struct {
 	// Endpoints are URLs such as "https://mirror.example.com:5000"; a URL without a scheme
-	// means https. A path ("/v2" or a prefix) is kept in front of the API path.
+	// means https (http for loopback hosts). A path is kept in front of "/v2/", and a
+	// trailing "/v2" is dropped.
+	// TODO: k3s's override_path (a path used as the API root, without /v2) is not supported.
 	Endpoints []string `json:"endpoint,omitempty"`
 	// Rewrites map a regular expression on the repository path to a replacement
 	// ("^rancher/(.*)": "mirrored/$1"). They apply at mirror endpoints only, never at the

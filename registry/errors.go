@@ -46,10 +46,26 @@ func responseError(resp *http.Response) error {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return fmt.Errorf("%w: %s%s", ErrUnauthorized, resp.Status, detail)
 	case http.StatusTooManyRequests:
-		return fmt.Errorf("%w: %s%s", ErrRateLimited, resp.Status, detail)
+		return fmt.Errorf("%w: %s%s%s", ErrRateLimited, resp.Status, detail,
+			rateLimitHeaders(resp.Header))
 	default:
 		return fmt.Errorf("unexpected status %s%s", resp.Status, detail)
 	}
+}
+
+// rateLimitHeaders quotes the quota headers Docker Hub sends with a 429, so the user sees
+// the limit and window in force rather than a number dls would have to hard-code.
+func rateLimitHeaders(h http.Header) string {
+	var parts []string
+	for _, k := range []string{"RateLimit-Limit", "RateLimit-Remaining"} {
+		if v := h.Get(k); v != "" {
+			parts = append(parts, strings.ToLower(k)+" "+v)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 // errorDetail returns ": CODE: message; …" from a distribution error body, or "".

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -38,6 +39,9 @@ func testClient(t testing.TB, opts Options) *Client {
 	if opts.Logger == nil {
 		h := slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})
 		opts.Logger = slog.New(h)
+	}
+	if opts.Keychain == nil {
+		opts.Keychain = authn.NewMultiKeychain() // no logins from the machine running tests
 	}
 	if opts.RetryWaitMin == 0 {
 		opts.RetryWaitMin = time.Millisecond

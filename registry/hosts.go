@@ -9,9 +9,14 @@ import (
 	"time"
 )
 
-// downTTL is how long an unreachable endpoint is skipped, so a dead mirror costs one
-// round of retries per run of images, not one per image and blob.
-const downTTL = time.Minute
+const (
+	// downTTL is how long an unreachable endpoint is skipped, so a dead mirror costs one
+	// round of retries now and then, not one per image and blob.
+	downTTL = 5 * time.Minute
+	// mirrorPingRetries is the retry budget of a mirror's first contact: a mirror always
+	// has an endpoint after it, so a dead one should hand over quickly.
+	mirrorPingRetries = 1
+)
 
 // hostState is what the client learned about one endpoint: the challenges from its ping
 // (or a later 401), and whether it recently could not be reached.
@@ -60,6 +65,9 @@ func (c *Client) ping(ctx context.Context, ep *endpoint) error {
 	}
 
 	var rs retryStats
+	if ep.mirror {
+		rs.budget = min(mirrorPingRetries, c.opts.RetryMax)
+	}
 	resp, err := c.do(ctx, http.MethodGet, ep.String()+"/v2/", nil, nil, &rs)
 	if err != nil {
 		if errors.Is(err, ErrUnreachable) {

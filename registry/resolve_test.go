@@ -114,26 +114,35 @@ func TestResolveUnreachableRegistry(t *testing.T) {
 	}
 }
 
+// schema1Layer is the well-known empty layer digest schema 1 manifests list.
+const schema1Layer = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
+
+// serveManifest answers GETs of path with body and contentType and passes the rest on.
+func serveManifest(path, contentType, body string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != path {
+				next.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", contentType)
+			_, _ = w.Write([]byte(body))
+		})
+	}
+}
+
 func TestResolveRefusesSchema1(t *testing.T) {
 	const schema1 = `{"schemaVersion":1,"name":"a/old","tag":"1","architecture":"amd64",` +
-		`"fsLayers":[{"blobSum":"sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"}],` +
-		`"history":[{"v1Compatibility":"{}"}]}`
+		`"fsLayers":[{"blobSum":"` + schema1Layer + `"}],"history":[{"v1Compatibility":"{}"}]}`
 	tests := []struct{ name, contentType string }{
 		{"by content type", "application/vnd.docker.distribution.manifest.v1+prettyjws"},
 		{"by fsLayers in the body", "application/json"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reg := registrytest.Start(t, registrytest.Options{Wrap: func(h http.Handler) http.Handler {
-				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					if r.URL.Path != "/v2/a/old/manifests/1" {
-						h.ServeHTTP(w, r)
-						return
-					}
-					w.Header().Set("Content-Type", tt.contentType)
-					_, _ = w.Write([]byte(schema1))
-				})
-			}})
+			reg := registrytest.Start(t, registrytest.Options{
+				Wrap: serveManifest("/v2/a/old/manifests/1", tt.contentType, schema1),
+			})
 			c := testClient(t, Options{})
 
 			_, err := c.Resolve(context.Background(), mustRef(t, reg.Host+"/a/old:1"))

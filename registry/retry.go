@@ -26,6 +26,7 @@ const (
 
 // retryStats counts what the retry layer did for one logical request.
 type retryStats struct {
+	budget   int // retries allowed; 0 means Options.RetryMax
 	attempts int
 	retries  int
 	waited   time.Duration
@@ -72,11 +73,15 @@ func (c *Client) retrier(rawURL string, st *retryStats) *retryablehttp.Client {
 	var lastErr error
 	var lastStatus int
 	host := hostOf(rawURL)
+	budget := c.opts.RetryMax
+	if st.budget > 0 {
+		budget = st.budget
+	}
 	return &retryablehttp.Client{
 		HTTPClient:   c.http,
 		RetryWaitMin: c.opts.RetryWaitMin,
 		RetryWaitMax: c.opts.RetryWaitMax,
-		RetryMax:     c.opts.RetryMax,
+		RetryMax:     budget,
 		CheckRetry: func(ctx context.Context, resp *http.Response, err error) (bool, error) {
 			lastErr, lastStatus = err, 0
 			if resp != nil {
@@ -147,8 +152,13 @@ func giveUp(resp *http.Response, err error, attempts int) (*http.Response, error
 		return nil, err
 	}
 	if isCertError(err) {
+		host := "<host>"
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			host = hostOf(uerr.URL)
+		}
 		return nil, fmt.Errorf("verify TLS certificate: %s (to trust a private CA, set "+
-			"configs.<host>.tls.ca_file in registries.yaml)", transportCause(err))
+			"configs.%s.tls.ca_file in registries.yaml)", transportCause(err), host)
 	}
 	return nil, fmt.Errorf("%w after %s: %s", ErrUnreachable, plural(attempts, "attempt"),
 		transportCause(err))

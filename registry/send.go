@@ -77,6 +77,7 @@ func (c *Client) unauthorized(ctx context.Context, ep *endpoint, resp *http.Resp
 	if !c.credentialsFor(ctx, ep).empty() {
 		return err
 	}
-	return fmt.Errorf("%w (no credentials for %s: add configs.%q.auth to registries.yaml "+
-		"or log in with docker login)", err, ep.base.Host, ep.base.Host)
+	return fmt.Errorf("%w (the repository may not exist, or %s needs a login: add "+
+		"configs.%q.auth to registries.yaml or log in with docker login)", err, ep.base.Host,
+		ep.base.Host)
 }

@@ -102,3 +102,6 @@ func readToken(resp *http.Response) (string, time.Duration, error) {
 	}
 	return tok, ttl, nil
 }
+
+// httpStatusOK reports a 2xx status.
+func httpStatusOK(code int) bool { return code >= http.StatusOK && code < 300 }

@@ -58,6 +58,16 @@ func isIndex(mediaType string) bool {
 	return mediaType == ocispec.MediaTypeImageIndex || mediaType == mediaTypeDockerList
 }
 
+// isManifest reports whether mediaType is a manifest or index rather than a config or layer.
+func isManifest(mediaType string) bool {
+	switch mediaType {
+	case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
+		mediaTypeDockerManifest, mediaTypeDockerList:
+		return true
+	}
+	return false
+}
+
 // isAttestation reports whether an index entry is a buildkit attestation manifest rather
 // than a runnable image: those carry the platform unknown/unknown.
 func isAttestation(desc ocispec.Descriptor) bool {

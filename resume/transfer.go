@@ -211,7 +211,8 @@ func (c *counters) transferred(st registry.BlobStats) {
 
 // Stats returns the figures of everything this Fetcher did so far for plan, with elapsed
 // as the duration. Every distinct blob the plan's images need is either downloaded by this
-// run or reused from the cache; blobs of failed images are not counted.
+// run or reused from the cache; blobs of failed images are not counted. Byte counts are of
+// configs and layers only, as BytesDownloaded counts the bodies of blob GETs.
 func (f *Fetcher) Stats(plan *Plan, elapsed time.Duration) Stats {
 	f.stats.mu.Lock()
 	s := f.stats.s
@@ -230,7 +231,9 @@ func (f *Fetcher) Stats(plan *Plan, elapsed time.Duration) Stats {
 				s.BlobsDownloaded++
 			} else {
 				s.BlobsReused++
-				s.BytesReused += desc.Size
+				if !isManifest(desc.MediaType) {
+					s.BytesReused += desc.Size
+				}
 			}
 		}
 	}

@@ -22,8 +22,10 @@ type fetchCmd struct {
 	Platform    []string      `help:"Platforms to fetch (repeatable)." default:"linux/amd64" placeholder:"OS/ARCH[/VARIANT]"`
 	Registries  string        `help:"k3s/RKE2 registries.yaml with mirrors and credentials." type:"existingfile" placeholder:"FILE"`
 	Concurrency int           `help:"Blobs to download at once." default:"6"`
+	PerRegistry int           `help:"Most requests at once to one registry host; 0: no limit." default:"0"`
 	Retries     int           `help:"Retries of a failed request." default:"5"`
 	MaxWait     time.Duration `help:"Longest wait before a retry; a longer Retry-After fails at once." default:"2m"`
+	IdleTimeout time.Duration `help:"Cut and resume a download that receives nothing for this long." default:"30s"`
 	JSON        bool          `name:"json" help:"Print the summary as JSON."`
 }
 
@@ -73,6 +75,8 @@ func (c *fetchCmd) newClient(e *env) (*registry.Client, error) {
 		Logger:       e.log,
 		RetryMax:     c.Retries,
 		RetryWaitMax: c.MaxWait,
+		MaxPerHost:   c.PerRegistry,
+		IdleTimeout:  c.IdleTimeout,
 		UserAgent:    "dls/" + version,
 	})
 }

@@ -3,80 +3,65 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
-
-	"github.com/containerd/platforms"
 
 	"github.com/dlsproject/dls/cache"
 )
 
+// errNotReady says listed images cannot be assembled yet; each was already named.
+var errNotReady = errors.New("listed images are not ready to assemble")
+
+// lsCmd is dls ls, also called dls status. Without LISTs it lists every cached image; with
+// them it checks the listed images and fails when any is not cached or lacks blobs, so a
+// script can run it before dls assemble.
 type lsCmd struct {
-	JSON bool `name:"json" help:"Print JSON."`
+	Lists []string `arg:"" optional:"" name:"LIST" help:"Image lists to check; - reads stdin."`
+	Image []string `help:"An image reference to check (repeatable)." placeholder:"REF"`
+	JSON  bool     `name:"json" help:"Print JSON."`
 }
 
-// lsEntry is one line of dls ls.
-type lsEntry struct {
-	Name      string   `json:"name"`
-	Digest    string   `json:"digest"`
-	Platforms []string `json:"platforms"`
-	Size      int64    `json:"size"`
-	Missing   int      `json:"missing_blobs"`
-	Complete  bool     `json:"complete"`
+// Help is the long help of dls ls.
+func (c *lsCmd) Help() string {
+	return "Without LISTs, lists every cached image with its platforms, size and whether all " +
+		"its blobs are present, then the cache's disk use. With LISTs or --image, shows the " +
+		"listed images and exits 1 when any is not cached or lacks blobs. Sizes only: " +
+		"dls verify checks content."
 }
 
+// Run opens the cache read-only, so it works on read-only media and beside a running fetch.
 func (c *lsCmd) Run(ctx context.Context, e *env) error {
+	names, err := listedNames(e.stdin, c.Lists, c.Image)
+	if err != nil {
+		return err
+	}
+
 	store, err := cache.Open(e.cacheDir, cache.Options{ReadOnly: true, Logger: e.log})
 	if err != nil {
 		return fmt.Errorf("open cache: %w", err)
 	}
 	defer store.Close()
 
-	images, err := store.Images()
+	status, err := readStatus(ctx, store, names)
 	if err != nil {
-		return fmt.Errorf("list images in %s: %w", e.cacheDir, err)
-	}
-
-	entries := make([]lsEntry, 0, len(images))
-	for _, img := range images {
-		entries = append(entries, describe(store, img))
+		return err
 	}
 
 	if c.JSON {
-		return json.NewEncoder(e.stdout).Encode(entries)
+		err = json.NewEncoder(e.stdout).Encode(status)
+	} else {
+		err = printStatus(e.stdout, status)
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tDIGEST\tPLATFORMS\tSIZE\tCOMPLETE")
-	for _, en := range entries {
-		complete := "yes"
-		if !en.Complete {
-			complete = fmt.Sprintf("no (%d blobs missing)", en.Missing)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", en.Name, shortDigest(en.Digest),
-			strings.Join(en.Platforms, ","), humanBytes(en.Size), complete)
+	if err != nil {
+		return fmt.Errorf("print status: %w", err)
 	}
-	return tw.Flush()
-}
 
-func describe(store *cache.Cache, img cache.Image) lsEntry {
-	en := lsEntry{Name: img.Name, Digest: img.Target.Digest.String()}
-	for _, m := range img.Manifests {
-		if m.Platform != nil {
-			en.Platforms = append(en.Platforms, platforms.Format(*m.Platform))
-		}
+	notReady := status.notReady()
+	if status.Listed && len(notReady) > 0 {
+		return fmt.Errorf("%w: %d of %d: %s; run dls fetch with the same list", errNotReady,
+			len(notReady), len(names), strings.Join(notReady, ", "))
 	}
-	for _, b := range img.Blobs {
-		en.Size += b.Size
-	}
-	en.Missing = len(store.Missing(img))
-	en.Complete = en.Missing == 0
-	return en
-}
 
-func shortDigest(d string) string {
-	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
-		return d[:i+13]
-	}
-	return d
+	return nil
 }

@@ -30,7 +30,10 @@ type cli struct {
 
 	Fetch    fetchCmd    `cmd:"" help:"Fetch the images of LISTs into the cache."`
 	Assemble assembleCmd `cmd:"" help:"Write a docker-save archive from cached images."`
-	Ls       lsCmd       `cmd:"" aliases:"status" help:"List cached images."`
+	Ls       lsCmd       `cmd:"" aliases:"status" help:"List cached images; with LISTs, fail unless every listed image is ready to assemble."`
+	Verify   verifyCmd   `cmd:"" help:"Re-hash every cached blob; report defects and the images they affect."`
+	Prune    pruneCmd    `cmd:"" help:"Remove images not listed, blobs no image needs and stale partial downloads."`
+	Merge    mergeCmd    `cmd:"" help:"Copy the images and blobs of other caches into --cache."`
 }
 
 // env is what every command receives: where results and logs go, and the global flags.

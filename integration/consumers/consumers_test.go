@@ -112,6 +112,7 @@ func writeArchive(t testing.TB, idx testimage.Index, host ocispec.Platform,
 		if err := tw.WriteHeader(hdr); err != nil {
 			t.Fatal(err)
 		}
+
 		if _, err := tw.Write(data); err != nil {
 			t.Fatal(err)
 		}

@@ -51,12 +51,14 @@ func StartContainerd(t testing.TB) *Containerd {
 	if err != nil {
 		t.Fatalf("start containerd: %v", err)
 	}
+
 	c := &Containerd{Dir: dir, Socket: filepath.Join(dir, "c.sock"), exited: make(chan error, 1)}
 
 	config := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(config, []byte(c.config()), 0o644); err != nil {
 		t.Fatalf("start containerd: %v", err)
 	}
+
 	logFile, err := os.Create(filepath.Join(dir, "containerd.log"))
 	if err != nil {
 		t.Fatalf("start containerd: %v", err)
@@ -68,12 +70,14 @@ func StartContainerd(t testing.TB) *Containerd {
 	if err := c.cmd.Start(); err != nil {
 		t.Fatalf("start containerd: %v", err)
 	}
+
 	go func() { c.exited <- c.cmd.Wait() }()
 	t.Cleanup(func() { c.stop(t) })
 
 	if err := c.waitReady(t.Context()); err != nil {
 		t.Fatalf("start containerd with %s: %v\n%s", config, err, c.logTail())
 	}
+
 	c.Snapshotter = c.chooseSnapshotter(t)
 	t.Logf("containerd running at %s, snapshotter %s", c.Socket, c.Snapshotter)
 	return c
@@ -180,6 +184,7 @@ func (c *Containerd) logTail() string {
 	if err != nil {
 		return fmt.Sprintf("(no containerd log: %v)", err)
 	}
+
 	const tail = 8 << 10
 	if len(data) > tail {
 		data = data[len(data)-tail:]

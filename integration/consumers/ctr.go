@@ -72,6 +72,7 @@ func parseImageList(out string) (map[string]digest.Digest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse line %d %q: %w", i+1, line, err)
 		}
+
 		images[f[0]] = d
 	}
 	return images, nil

@@ -30,10 +30,12 @@ func probeOverlay(dir string) error {
 	if err := syscall.Mount("overlay", paths["merged"], "overlay", 0, opts); err != nil {
 		return fmt.Errorf("probe overlay: mount: %w", err)
 	}
+
 	_, readErr := os.ReadFile(filepath.Join(paths["merged"], "f"))
 	if err := syscall.Unmount(paths["merged"], 0); err != nil {
 		return fmt.Errorf("probe overlay: unmount: %w", err)
 	}
+
 	if readErr != nil {
 		return fmt.Errorf("probe overlay: read through mount: %w", readErr)
 	}

@@ -15,6 +15,7 @@ func Unreachable(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("reserve a loopback port: %v", err)
 	}
+
 	addr := l.Addr().String()
 	if err := l.Close(); err != nil {
 		t.Fatalf("close loopback port %s: %v", addr, err)

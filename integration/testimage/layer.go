@@ -139,6 +139,7 @@ func gzipBytes(t testing.TB, data []byte) []byte {
 	if _, err := zw.Write(data); err != nil {
 		t.Fatalf("gzip layer: %v", err)
 	}
+
 	if err := zw.Close(); err != nil {
 		t.Fatalf("gzip layer: %v", err)
 	}

@@ -29,10 +29,12 @@ func TestNewLayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	raw, err := io.ReadAll(zr)
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	if got := digest.FromBytes(raw); got != l.DiffID {
 		t.Fatalf("DiffID = %s, want sha256 of the tar %s", l.DiffID, got)
 	}
@@ -47,6 +49,7 @@ func TestNewLayer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+
 		if !hdr.ModTime.Equal(Created) || hdr.Uid != 0 || hdr.Gid != 0 {
 			t.Errorf("%s: mtime %v uid %d gid %d, want %v 0 0",
 				hdr.Name, hdr.ModTime, hdr.Uid, hdr.Gid, Created)
@@ -84,6 +87,7 @@ func TestImageConfig(t *testing.T) {
 	if err := json.Unmarshal(img.Config.Data, &cfg); err != nil {
 		t.Fatal(err)
 	}
+
 	wantDiffIDs := []digest.Digest{layers[0].DiffID, layers[1].DiffID}
 	if !slices.Equal(cfg.RootFS.DiffIDs, wantDiffIDs) || cfg.OS != "linux" ||
 		cfg.Architecture != "arm64" || !slices.Equal(cfg.Config.Entrypoint, []string{"/bin/x"}) {
@@ -94,6 +98,7 @@ func TestImageConfig(t *testing.T) {
 	if err := json.Unmarshal(img.Manifest.Data, &m); err != nil {
 		t.Fatal(err)
 	}
+
 	if m.MediaType != MediaTypeDockerManifest || m.Config.MediaType != MediaTypeDockerConfig ||
 		m.Config.Digest != img.Config.Digest() || len(m.Layers) != 2 ||
 		m.Layers[1].Digest != layers[1].Digest() ||
@@ -178,6 +183,7 @@ func checkGet(t testing.TB, u string, want Blob) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	req.Header.Set("Accept", want.Descriptor.MediaType)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -188,6 +194,7 @@ func checkGet(t testing.TB, u string, want Blob) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want.Data) {
 		t.Fatalf("GET %s: %s, %d bytes, want 200 and %s (%d bytes)",
 			u, resp.Status, len(body), want.Digest(), len(want.Data))
@@ -207,6 +214,7 @@ func TestHelloBinaryRunsOnHost(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run hello: %v", err)
 	}
+
 	want := HelloOutput(ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH})
 	if string(out) != want {
 		t.Fatalf("hello printed %q, want %q", out, want)

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/dlsproject/dls/cache"
+)
+
+// mergeCmd is dls merge: it takes the images and blobs of other caches, e.g. the shards of a
+// fetch split across machines, into --cache.
+type mergeCmd struct {
+	Sources []string `arg:"" name:"SRC" type:"path" help:"Cache directories to merge from."`
+	JSON    bool     `name:"json" help:"Print one report per source as JSON."`
+}
+
+// mergeResult is what merging one source did, for --json.
+type mergeResult struct {
+	Source string `json:"source"`
+	cache.MergeReport
+	// Error says why the source was not, or not wholly, merged; empty when it was.
+	Error string `json:"error,omitempty"`
+}
+
+// Help is the long help of dls merge.
+func (c *mergeCmd) Help() string {
+	return "Copies every blob of each SRC that --cache lacks, verifying it on the way, then " +
+		"its image records; SRC is only read. Exits 1 when a SRC has corrupt blobs (the " +
+		"rest is merged) or records an image differently (--cache's record is kept)."
+}
+
+// Run merges every source in order, going on after a source that fails so one bad shard
+// does not hold back the others, and fails naming each source that did not merge cleanly:
+// one with corrupt blobs, conflicting images, or that could not be read.
+func (c *mergeCmd) Run(ctx context.Context, e *env) error {
+	store, err := cache.Open(e.cacheDir, cache.Options{Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("open cache: %w", err)
+	}
+	defer store.Close()
+
+	var (
+		results []mergeResult
+		errs    []error
+	)
+	for _, src := range c.Sources {
+		res, err := mergeOne(ctx, store, src)
+		results = append(results, res)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+
+	if c.JSON {
+		err = json.NewEncoder(e.stdout).Encode(results)
+	} else {
+		err = printMerge(e.stdout, results)
+	}
+	if err != nil {
+		return fmt.Errorf("print merge report: %w", err)
+	}
+
+	return errors.Join(errs...)
+}
+
+// mergeOne merges the cache at src into store. Conflicting images, which Merge reports but
+// does not count as an error, are returned as one.
+func mergeOne(ctx context.Context, store *cache.Cache, src string) (mergeResult, error) {
+	res := mergeResult{Source: src}
+	err := checkNotSelf(store.Dir(), src)
+	if err == nil {
+		res.MergeReport, err = store.Merge(ctx, src)
+	}
+	if err == nil && len(res.Conflicts) > 0 {
+		err = fmt.Errorf("merge cache %s: %d images are recorded differently in both caches; "+
+			"kept this cache's records (see above); remove them from one cache with dls "+
+			"prune to take the other's", src, len(res.Conflicts))
+	}
+	if err != nil {
+		res.Error = err.Error()
+	}
+
+	return res, err
+}
+
+// checkNotSelf refuses to merge a cache into itself: harmless, but surely a wrong path.
+func checkNotSelf(dst, src string) error {
+	a, errA := os.Stat(dst)
+	b, errB := os.Stat(src)
+	if errA == nil && errB == nil && os.SameFile(a, b) {
+		return fmt.Errorf("merge cache %s: it is the cache being merged into; "+
+			"give another cache directory", src)
+	}
+
+	return nil
+}
+
+// printMerge writes, per source, a summary line, then its added images, conflicts and
+// corrupt blobs. Why a source failed goes to standard error with the returned error.
+func printMerge(out io.Writer, results []mergeResult) error {
+	w := bufio.NewWriter(out)
+	for _, r := range results {
+		fmt.Fprintf(w, "from %s: %s added, %s copied (%s), %d already present\n", r.Source,
+			counted(len(r.Images), "image"), counted(len(r.Copied), "blob"),
+			humanBytes(r.Bytes), r.Present)
+		for _, name := range r.Images {
+			fmt.Fprintf(w, "  image     %s\n", name)
+		}
+		for _, cf := range r.Conflicts {
+			fmt.Fprintf(w, "  conflict  %s: %s; kept %s, left out %s\n", cf.Name, cf.Problem,
+				cf.Ours, cf.Theirs)
+		}
+		for _, d := range r.Corrupt {
+			fmt.Fprintf(w, "  corrupt   %s: not copied\n", d)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(w, "  not merged cleanly; why follows on standard error\n")
+		}
+	}
+
+	return w.Flush()
+}

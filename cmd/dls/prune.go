@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/dlsproject/dls/cache"
+)
+
+// pruneCmd is dls prune: it frees the space of what no kept image needs.
+type pruneCmd struct {
+	Lists  []string `arg:"" optional:"" name:"LIST" help:"Lists of the images to keep."`
+	Image  []string `help:"An image reference to keep (repeatable)." placeholder:"REF"`
+	DryRun bool     `help:"Print what would be removed; remove nothing."`
+	JSON   bool     `name:"json" help:"Print the report as JSON."`
+}
+
+// Help is the long help of dls prune.
+func (c *pruneCmd) Help() string {
+	return "With LISTs or --image, removes every image not named and the blobs only they " +
+		"need. Without, keeps every image and removes only blobs no image needs and stale " +
+		"partial downloads. An image to keep that is not cached fails before anything goes."
+}
+
+// Run opens the cache for writing, except for a dry run, which works on read-only media.
+func (c *pruneCmd) Run(ctx context.Context, e *env) error {
+	keep, err := listedNames(e.stdin, c.Lists, c.Image)
+	if err != nil {
+		return err
+	}
+
+	// An empty keep list removes every image; a list file that names nothing is more
+	// likely a mistake than that wish.
+	if keep != nil && len(keep) == 0 {
+		return errors.New("prune: the lists name no images, which would remove every image; " +
+			"to keep every image, give no list")
+	}
+
+	store, err := cache.Open(e.cacheDir, cache.Options{ReadOnly: c.DryRun, Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("open cache: %w", err)
+	}
+	defer store.Close()
+
+	report, err := store.Prune(ctx, keep, c.DryRun)
+	if err != nil {
+		return fmt.Errorf("prune cache %s: %w", e.cacheDir, err)
+	}
+
+	if c.JSON {
+		err = json.NewEncoder(e.stdout).Encode(report)
+	} else {
+		err = printPrune(e.stdout, report)
+	}
+	if err != nil {
+		return fmt.Errorf("print prune report: %w", err)
+	}
+
+	return nil
+}
+
+// printPrune writes one line per removed image, blob and partial download, then the total.
+func printPrune(out io.Writer, r cache.PruneReport) error {
+	w := bufio.NewWriter(out)
+	verb, freed := "removed", "freed"
+	if r.DryRun {
+		verb, freed = "would remove", "would free"
+	}
+
+	for _, name := range r.Images {
+		fmt.Fprintf(w, "image    %s\n", name)
+	}
+	for _, b := range r.Blobs {
+		fmt.Fprintf(w, "blob     %s  %s\n", b.Digest, humanBytes(b.Size))
+	}
+	for _, name := range r.Partials {
+		fmt.Fprintf(w, "partial  %s\n", name)
+	}
+	fmt.Fprintf(w, "%s %s, %s, %s; %s %s\n", verb, counted(len(r.Images), "image"),
+		counted(len(r.Blobs), "blob"), counted(len(r.Partials), "partial download"), freed,
+		humanBytes(r.BytesFreed))
+
+	return w.Flush()
+}

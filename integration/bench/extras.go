@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// assembleVsCat times dls assemble of the cold run's cache again, then cat of the same blob
+// files into one file followed by an fsync (assemble fsyncs its archive too). Both read
+// blobs the fetch just wrote, so both find them in the page cache.
+func (b *bench) assembleVsCat(ctx context.Context, cacheDir, list string) error {
+	blobDir := filepath.Join(cacheDir, "blobs", "sha256")
+	entries, err := os.ReadDir(blobDir)
+	if err != nil {
+		return fmt.Errorf("list cached blobs: %w", err)
+	}
+	var files []string
+	var total int64
+	for _, e := range entries {
+		files = append(files, filepath.Join(blobDir, e.Name()))
+		if fi, err := e.Info(); err == nil {
+			total += fi.Size()
+		}
+	}
+	slices.Sort(files)
+
+	archive, catOut := b.path("again-dls.tar"), b.path("cat.out")
+	defer os.Remove(archive)
+	defer os.Remove(catOut)
+	asm := runChild(ctx, b.cfg.logPath, b.cfg.dls, "--log-level", "warn", "--cache",
+		cacheDir, "assemble", "-o", archive, list)
+	script := `out=$1; shift; cat -- "$@" > "$out" && sync -- "$out"`
+	cat := runChild(ctx, b.cfg.logPath, "sh", append([]string{"-c", script, "sh", catOut},
+		files...)...)
+	if err := firstErr(asm.err, cat.err); err != nil {
+		return err
+	}
+
+	b.addFact("dls assemble (page cache warm)", "%s, %s/s of blobs, peak RSS %s",
+		seconds(asm.elapsed), human(rate(total, asm.elapsed)), human(asm.maxRSS))
+	b.addFact("cat of the same blob files + fsync", "%s, %s/s (%d files, %s)",
+		seconds(cat.elapsed), human(rate(total, cat.elapsed)), len(files), human(total))
+	b.addFact("dls assemble ÷ cat", "%.2f×", asm.elapsed.Seconds()/cat.elapsed.Seconds())
+	return nil
+}
+
+// warmRerun runs dls fetch again on the complete cache and counts its requests: the
+// expectation is no blob GET and one manifest GET per tag.
+func (b *bench) warmRerun(ctx context.Context, list, cacheDir string) error {
+	b.reg.ResetCounts()
+	res := runChild(ctx, b.cfg.logPath, b.cfg.dls, "--log-level", "warn", "--cache",
+		cacheDir, "fetch", "--json", list)
+	if res.err != nil {
+		return res.err
+	}
+	blobGets, manifestGets := b.reg.Requests("GET blob"), b.reg.Requests("GET manifest")
+	verdict := "as expected"
+	if blobGets != 0 || manifestGets != len(b.corpus.tags) {
+		verdict = fmt.Sprintf("EXPECTED 0 blob GETs and %d manifest GETs", len(b.corpus.tags))
+	}
+	b.addFact("warm re-run of dls fetch", "%s; requests: %s (%s); peak RSS %s",
+		seconds(res.elapsed), b.requests(), verdict, human(res.maxRSS))
+	return nil
+}
+
+// smallList fetches and assembles the first few images into a fresh cache, for peak RSS
+// on a small list beside the full list's figures of the direct run.
+func (b *bench) smallList(ctx context.Context) error {
+	list, _, err := b.writeList("small.txt", b.reg.Host, b.cfg.smallImages)
+	if err != nil {
+		return err
+	}
+	cacheDir, archive := b.path("small-cache"), b.path("small-dls.tar")
+	defer os.RemoveAll(cacheDir)
+	defer os.Remove(archive)
+
+	fetch := runChild(ctx, b.cfg.logPath, b.cfg.dls, "--log-level", "warn", "--cache",
+		cacheDir, "fetch", "--json", list)
+	asm := runChild(ctx, b.cfg.logPath, b.cfg.dls, "--log-level", "warn", "--cache",
+		cacheDir, "assemble", "-o", archive, list)
+	if err := firstErr(fetch.err, asm.err); err != nil {
+		return err
+	}
+	var st fetchStats
+	_ = json.Unmarshal(fetch.stdout, &st)
+	b.addFact(fmt.Sprintf("peak RSS, small list (%d images, %s)", b.cfg.smallImages,
+		human(st.BytesDownloaded)), "fetch %s, assemble %s", human(fetch.maxRSS),
+		human(asm.maxRSS))
+	for _, r := range b.rows {
+		if r.scenario == "direct" && r.tool == "dls fetch+assemble" {
+			b.addFact(fmt.Sprintf("peak RSS, full list (%d images, %s)", len(b.corpus.tags),
+				human(b.corpus.uniqueBytes())), "fetch+assemble %s (see the table per step)",
+				human(r.maxRSS))
+		}
+	}
+	return nil
+}
+
+// rate is bytes per second over d.
+func rate(n int64, d interface{ Seconds() float64 }) int64 {
+	if d.Seconds() <= 0 {
+		return 0
+	}
+	return int64(float64(n) / d.Seconds())
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// floorAttempts bounds the requests one blob of the floor may take through a lossy proxy.
+const floorAttempts = 50
+
+// floorResult is what the floor fetch did.
+type floorResult struct {
+	elapsed time.Duration
+	bytes   int64
+	retries int64
+}
+
+// fetchFloor is the floor every tool is compared with: one process fetching every needed
+// blob once (top-level documents by tag), conc at a time, largest first, bodies discarded,
+// nothing hashed or written. A cut body is continued with a Range request, so the floor
+// also completes through the lossy proxy.
+func fetchFloor(ctx context.Context, host string, c *corpus, conc int) (floorResult, error) {
+	client := &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: conc, DisableCompression: true}}
+	defer client.CloseIdleConnections()
+
+	var bytes, retries atomic.Int64
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for _, b := range c.sortedBySize() {
+		u := "http://" + host + "/v2/" + b.repo + "/blobs/" + b.desc.Digest.String()
+		switch {
+		case b.tag != "":
+			u = "http://" + host + "/v2/" + b.repo + "/manifests/" + b.tag
+		case b.manifest:
+			u = "http://" + host + "/v2/" + b.repo + "/manifests/" + b.desc.Digest.String()
+		}
+		g.Go(func() error {
+			n, r, err := getResuming(gctx, client, u, b.desc.Size)
+			bytes.Add(n)
+			retries.Add(int64(r))
+			return err
+		})
+	}
+	err := g.Wait()
+	return floorResult{elapsed: time.Since(start), bytes: bytes.Load(),
+		retries: retries.Load()}, err
+}
+
+// getResuming GETs u and discards the body, continuing a cut body from where it stopped
+// with Range when size is known (size < 0: a tag, fetched whole in one request). It
+// returns the body bytes received and the requests repeated. An error status is final.
+func getResuming(ctx context.Context, client *http.Client, u string, size int64,
+) (int64, int, error) {
+	var got int64
+	for attempt := range floorAttempts {
+		n, err := getOnce(ctx, client, u, got, size)
+		got += n
+		var se *statusError
+		if err == nil || size < 0 || ctx.Err() != nil || errors.As(err, &se) {
+			return got, attempt, err
+		}
+	}
+	return got, floorAttempts, fmt.Errorf("get %s: no complete body in %d attempts", u,
+		floorAttempts)
+}
+
+// getOnce makes one GET from offset off and discards the body.
+func getOnce(ctx context.Context, client *http.Client, u string, off, size int64,
+) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json, "+
+		"application/vnd.oci.image.manifest.v1+json")
+	if off > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, size-1))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
+		return 0, &statusError{url: u, status: resp.Status}
+	}
+
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil && size >= 0 && off+n < size {
+		err = errors.New("body ended early")
+	}
+	if err != nil {
+		return n, fmt.Errorf("get %s: %w", u, err)
+	}
+	return n, nil
+}
+
+// statusError is an answer other than 200 or 206: retrying it would not help.
+type statusError struct{ url, status string }
+
+func (e *statusError) Error() string { return "get " + e.url + ": status " + e.status }

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// report prints the Markdown report to stdout and, when asked, to cfg.out.
+func (b *bench) report(total time.Duration) error {
+	var sb strings.Builder
+	b.writeReport(&sb, total)
+	fmt.Print(sb.String())
+	if b.cfg.out == "" {
+		return nil
+	}
+	return os.WriteFile(b.cfg.out, []byte(sb.String()), 0o644)
+}
+
+func (b *bench) writeReport(w io.Writer, total time.Duration) {
+	c := b.corpus
+	fmt.Fprintf(w, "# dls benchmark\n\n")
+	fmt.Fprintf(w, "- machine: %d CPUs, %s/%s, %s; bench took %s\n", runtime.NumCPU(),
+		runtime.GOOS, runtime.GOARCH, runtime.Version(), total.Round(time.Second))
+	fmt.Fprintf(w, "- corpus: %d images (every %dth an amd64+arm64 index), %d distinct "+
+		"amd64 layers (%d compressible text), layers %s to %s; a linux/amd64 fetch needs "+
+		"%d blobs, %s; built and pushed in %s\n", len(c.tags), indexEvery, c.layers,
+		c.compressible, human(c.smallest), human(c.largest), len(c.needed),
+		human(c.uniqueBytes()), seconds(b.buildTime))
+	fmt.Fprintf(w, "- wan proxy: %s-%s added per request, %s/s per TCP connection; "+
+		"lossy proxy: RST after %s on each connection\n", b.cfg.latencyMin, b.cfg.latencyMax,
+		human(b.cfg.rate), human(b.cfg.resetEvery))
+	fmt.Fprintf(w, "- floor: every needed blob GET once (top-level documents by tag), %d at a time, bodies "+
+		"discarded; MB/s columns are unique bytes ÷ time\n\n", b.cfg.concurrency)
+
+	fmt.Fprintf(w, "| scenario | tool | time | unique MB/s | ÷ floor | registry sent "+
+		"| proxy delivered | requests at the registry | peak RSS | notes |\n")
+	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---|---:|---|\n")
+	for _, r := range b.rows {
+		b.writeRow(w, r)
+	}
+
+	fmt.Fprintf(w, "\n| ratio | direct | wan | lossy |\n|---|---:|---:|---:|\n")
+	for _, q := range [][2]string{
+		{"dls fetch", "floor"}, {"dls fetch+assemble", "floor"}, {"crane pull", "floor"},
+		{"dls fetch+assemble", "crane pull"},
+	} {
+		fmt.Fprintf(w, "| %s ÷ %s | %s | %s | %s |\n", q[0], q[1],
+			b.ratio("direct", q[0], q[1]), b.ratio("wan", q[0], q[1]),
+			b.ratio("lossy", q[0], q[1]))
+	}
+
+	fmt.Fprintf(w, "\n| measurement | figure |\n|---|---|\n")
+	for _, f := range b.facts {
+		fmt.Fprintf(w, "| %s | %s |\n", f.what, f.value)
+	}
+}
+
+func (b *bench) writeRow(w io.Writer, r row) {
+	when := seconds(r.elapsed)
+	notes := r.extra
+	if r.err != nil {
+		when = "FAILED after " + when
+		notes = joinNote(notes, shorten(r.err.Error()))
+	}
+	speed, vsFloor := "", ""
+	if r.err == nil && r.tool != "dls assemble" {
+		speed = fmt.Sprintf("%.1f", float64(rate(b.corpus.uniqueBytes(), r.elapsed))/1e6)
+		vsFloor = b.ratio(r.scenario, r.tool, "floor")
+	}
+	moved := "—"
+	if r.moved >= 0 {
+		moved = human(r.moved)
+	}
+	rss := "—"
+	if r.maxRSS > 0 {
+		rss = human(r.maxRSS)
+	}
+	fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.scenario,
+		r.tool, when, speed, vsFloor, human(r.served), moved, r.requests, rss, notes)
+}
+
+// ratio is the time of tool a over tool b (b matched by prefix, for the floor's name) in
+// one scenario, or "—" when either is missing or failed.
+func (b *bench) ratio(scenario, a, bPrefix string) string {
+	var ta, tb time.Duration
+	for _, r := range b.rows {
+		if r.scenario != scenario || r.err != nil {
+			continue
+		}
+		if r.tool == a {
+			ta = r.elapsed
+		}
+		if strings.HasPrefix(r.tool, bPrefix) {
+			tb = r.elapsed
+		}
+	}
+	if ta == 0 || tb == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", ta.Seconds()/tb.Seconds())
+}
+
+// shorten makes an error fit a table cell: one line, clipped.
+func shorten(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.NewReplacer("|", "/", "\n", " ").Replace(s)
+	if len(s) > 160 {
+		s = s[:157] + "..."
+	}
+	return s
+}
+
+// human formats a byte count in binary units.
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

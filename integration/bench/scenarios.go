@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+// lossyBudget is how many times the unique bytes dls may move through the lossy proxy.
+const lossyBudget = 1.05
+
+// fetchStats is the part of `dls fetch --json` the bench reads.
+type fetchStats struct {
+	ImagesFailed    int   `json:"images_failed"`
+	BytesDownloaded int64 `json:"bytes_downloaded"`
+	Retries         int   `json:"retries"`
+}
+
+// probe is a snapshot of the byte counters, to attribute traffic to one run.
+type probe struct{ served, moved, resets int64 }
+
+func (b *bench) snapshot(p *proxy) probe {
+	s := probe{served: b.served.Load(), moved: -1}
+	if p != nil {
+		s.moved, s.resets = p.moved.Load(), p.resets.Load()
+	}
+	return s
+}
+
+// measured fills a row's traffic figures from the counters since before.
+func (b *bench) measured(r row, p *proxy, before probe) row {
+	after := b.snapshot(p)
+	r.served, r.moved = after.served-before.served, -1
+	if p != nil {
+		r.moved = after.moved - before.moved
+		if resets := after.resets - before.resets; resets > 0 {
+			r.extra = joinNote(r.extra, fmt.Sprintf("%d resets", resets))
+		}
+	}
+	r.requests = b.requests()
+	return r
+}
+
+// direct runs the three ways straight at the registry, then the follow-ups that need the
+// cold cache: assemble against cat and the warm re-run.
+func (b *bench) direct(ctx context.Context) error {
+	list, cacheDir, archive, err := b.threeWays(ctx, "direct", b.reg.Host, nil)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(cacheDir)
+	defer os.Remove(archive)
+
+	if err := b.assembleVsCat(ctx, cacheDir, list); err != nil {
+		return err
+	}
+	return b.warmRerun(ctx, list, cacheDir)
+}
+
+// wan runs the three ways through a proxy adding latency and a per-connection rate cap.
+func (b *bench) wan(ctx context.Context) error {
+	return b.throughProxy(ctx, "wan", proxyOptions{latencyMin: b.cfg.latencyMin,
+		latencyMax: b.cfg.latencyMax, rate: b.cfg.rate})
+}
+
+// lossy runs the three ways through a proxy that resets each connection after
+// resetEvery bytes.
+func (b *bench) lossy(ctx context.Context) error {
+	return b.throughProxy(ctx, "lossy", proxyOptions{resetEvery: b.cfg.resetEvery})
+}
+
+func (b *bench) throughProxy(ctx context.Context, name string, opts proxyOptions) error {
+	p, err := startProxy(b.reg.URL, opts, b.cfg.seed)
+	if err != nil {
+		return fmt.Errorf("start %s proxy: %w", name, err)
+	}
+	defer p.close()
+
+	_, cacheDir, archive, err := b.threeWays(ctx, name, p.host, p)
+	os.RemoveAll(cacheDir)
+	os.Remove(archive)
+	return err
+}
+
+// threeWays runs a cold dls fetch + assemble, crane pull and the floor against host and
+// records a row for each. It returns the list, the dls cache and archive, which the
+// caller removes. A tool failing is a figure (its row says why), not an error.
+func (b *bench) threeWays(ctx context.Context, scenario, host string, p *proxy,
+) (list, cacheDir, archive string, err error) {
+	fmt.Fprintf(os.Stderr, "bench: %s: dls, crane, floor\n", scenario)
+	list, refs, err := b.writeList(scenario+".txt", host, len(b.corpus.tags))
+	if err != nil {
+		return "", "", "", err
+	}
+	cacheDir, archive = b.path(scenario+"-cache"), b.path(scenario+"-dls.tar")
+	b.dlsFetchAssemble(ctx, scenario, p, list, cacheDir, archive)
+	b.cranePull(ctx, scenario, p, refs)
+	b.floor(ctx, scenario, host, p)
+	return list, cacheDir, archive, nil
+}
+
+// dlsFetchAssemble records rows for a cold dls fetch, dls assemble and their sum.
+func (b *bench) dlsFetchAssemble(ctx context.Context, scenario string, p *proxy,
+	list, cacheDir, archive string) {
+	b.reg.ResetCounts()
+	before := b.snapshot(p)
+	res := runChild(ctx, b.cfg.logPath, b.cfg.dls, "--log-level", "warn", "--cache",
+		cacheDir, "fetch", "--json", list)
+	fetch := b.measured(row{scenario: scenario, tool: "dls fetch", elapsed: res.elapsed,
+		err: res.err, maxRSS: res.maxRSS}, p, before)
+	var st fetchStats
+	if err := json.Unmarshal(res.stdout, &st); err == nil {
+		fetch.extra = joinNote(fetch.extra, fmt.Sprintf("%d retries", st.Retries))
+		if st.ImagesFailed > 0 {
+			fetch.extra = joinNote(fetch.extra, fmt.Sprintf("%d images failed",
+				st.ImagesFailed))
+		}
+	}
+	if p != nil && fetch.moved >= 0 {
+		fetch.extra = joinNote(fetch.extra, b.movedVerdict(fetch.moved))
+	}
+	b.rows = append(b.rows, fetch)
+
+	b.reg.ResetCounts()
+	res = runChild(ctx, b.cfg.logPath, b.cfg.dls, "--log-level", "warn", "--cache",
+		cacheDir, "assemble", "-o", archive, list)
+	asm := row{scenario: scenario, tool: "dls assemble", elapsed: res.elapsed, err: res.err,
+		maxRSS: res.maxRSS, moved: -1, requests: "none"}
+	if fi, err := os.Stat(archive); err == nil {
+		asm.extra = "archive " + human(fi.Size())
+	}
+	b.rows = append(b.rows, asm)
+	b.rows = append(b.rows, row{scenario: scenario, tool: "dls fetch+assemble",
+		elapsed: fetch.elapsed + asm.elapsed, err: firstErr(fetch.err, asm.err),
+		served: fetch.served, moved: fetch.moved, maxRSS: max(fetch.maxRSS, asm.maxRSS)})
+}
+
+// movedVerdict compares the bytes moved through a proxy with the unique bytes.
+func (b *bench) movedVerdict(moved int64) string {
+	ratio := float64(moved) / float64(b.corpus.uniqueBytes())
+	verdict := "ok"
+	if ratio > lossyBudget {
+		verdict = fmt.Sprintf("OVER %.2f×", lossyBudget)
+	}
+	return fmt.Sprintf("moved %.3f× unique (%s)", ratio, verdict)
+}
+
+// cranePull records crane pulling refs into one tarball.
+func (b *bench) cranePull(ctx context.Context, scenario string, p *proxy, refs []string) {
+	if b.cfg.crane == "" {
+		return
+	}
+	out := b.path(scenario + "-crane.tar")
+	defer os.Remove(out)
+
+	b.reg.ResetCounts()
+	before := b.snapshot(p)
+	args := append([]string{"pull", "--platform", "linux/amd64"}, refs...)
+	res := runChild(ctx, b.cfg.logPath, b.cfg.crane, append(args, out)...)
+	r := b.measured(row{scenario: scenario, tool: "crane pull", elapsed: res.elapsed,
+		err: res.err, maxRSS: res.maxRSS}, p, before)
+	if fi, err := os.Stat(out); err == nil && res.ok() {
+		r.extra = joinNote(r.extra, "tarball "+human(fi.Size()))
+	}
+	b.rows = append(b.rows, r)
+}
+
+// floor records the floor fetch with the configured parallelism.
+func (b *bench) floor(ctx context.Context, scenario, host string, p *proxy) {
+	b.reg.ResetCounts()
+	before := b.snapshot(p)
+	ctx, cancel := context.WithTimeout(ctx, childTimeout)
+	defer cancel()
+	res, err := fetchFloor(ctx, host, b.corpus, b.cfg.concurrency)
+	r := b.measured(row{scenario: scenario,
+		tool: fmt.Sprintf("floor (%d GETs at once)", b.cfg.concurrency), elapsed: res.elapsed,
+		err: err}, p, before)
+	r.extra = joinNote(r.extra, fmt.Sprintf("%d retries", res.retries))
+	b.rows = append(b.rows, r)
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seconds formats d for the tables.
+func seconds(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
