@@ -3,15 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/dlsproject/dls/assemble"
 	"github.com/dlsproject/dls/cache"
 )
 
 type assembleCmd struct {
-	Output string   `short:"o" required:"" help:"Archive to write: .tar, .tar.gz or .tar.zst; - writes a plain tar to standard output." placeholder:"FILE"`
-	Lists  []string `arg:"" optional:"" name:"LIST" help:"Image lists naming the images to write; none means every cached image."`
-	Image  []string `help:"An image reference to write (repeatable)." placeholder:"REF"`
+	Output  string   `short:"o" required:"" help:"${assemble_output_help}" placeholder:"FILE"`
+	Lists   []string `arg:"" optional:"" name:"LIST" help:"${assemble_lists_help}"`
+	Image   []string `help:"An image reference to write (repeatable)." placeholder:"REF"`
+	MaxSize byteSize `help:"${max_size_help}" placeholder:"SIZE"`
 }
 
 func (c *assembleCmd) Run(ctx context.Context, e *env) error {
@@ -30,20 +34,38 @@ func (c *assembleCmd) Run(ctx context.Context, e *env) error {
 	}
 	defer store.Close()
 
-	opts := assemble.Options{Images: names, Logger: e.log}
-	var res assemble.Result
+	opts := assemble.Options{Images: names, MaxSize: int64(c.MaxSize), Logger: e.log}
 	if c.Output == "-" {
-		res, err = assemble.Write(ctx, store, e.stdout, opts)
-	} else {
-		res, err = assemble.WriteFile(ctx, store, c.Output, opts)
+		if c.MaxSize > 0 {
+			return fmt.Errorf("--max-size needs a file name to number the parts; " +
+				"give -o FILE instead of -o -")
+		}
+		_, err = assemble.Write(ctx, store, e.stdout, opts)
+		if err != nil {
+			return fmt.Errorf("assemble to standard output: %w", err)
+		}
+		return nil
 	}
+
+	res, err := assemble.WriteFile(ctx, store, c.Output, opts)
 	if err != nil {
 		return fmt.Errorf("assemble %s: %w", c.Output, err)
 	}
 
-	if c.Output != "-" {
-		fmt.Fprintf(e.stdout, "wrote %s: %d images, %d blobs, %s\n", c.Output, res.Images,
-			res.Blobs, humanBytes(res.Bytes))
+	_, err = fmt.Fprintf(e.stdout, "wrote %s: %d images, %d blobs, %s\n",
+		strings.Join(res.Files, ", "), res.Images, res.Blobs, humanBytes(res.Bytes))
+	return err
+}
+
+// byteSize is a flag value in bytes written with a unit, e.g. "4GiB", "700MB" or "4700000000".
+type byteSize int64
+
+func (b *byteSize) UnmarshalText(text []byte) error {
+	n, err := humanize.ParseBytes(string(text))
+	if err != nil {
+		return fmt.Errorf("size %q: want a number with an optional unit such as 4GiB or "+
+			"700MB", text)
 	}
+	*b = byteSize(n)
 	return nil
 }

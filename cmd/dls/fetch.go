@@ -17,15 +17,15 @@ import (
 )
 
 type fetchCmd struct {
-	Lists       []string      `arg:"" optional:"" name:"LIST" help:"Image lists: one reference per line; - reads standard input."`
+	Lists       []string      `arg:"" optional:"" name:"LIST" help:"${fetch_lists_help}"`
 	Image       []string      `help:"An image reference to fetch (repeatable)." placeholder:"REF"`
-	Platform    []string      `help:"Platforms to fetch (repeatable)." default:"linux/amd64" placeholder:"OS/ARCH[/VARIANT]"`
-	Registries  string        `help:"k3s/RKE2 registries.yaml with mirrors and credentials." type:"existingfile" placeholder:"FILE"`
+	Platform    []string      `help:"${platform_help}" default:"linux/amd64" placeholder:"OS/ARCH"`
+	Registries  string        `help:"${registries_help}" type:"existingfile" placeholder:"FILE"`
 	Concurrency int           `help:"Blobs to download at once." default:"6"`
-	PerRegistry int           `help:"Most requests at once to one registry host; 0: no limit." default:"0"`
+	PerRegistry int           `help:"${per_registry_help}" default:"0"`
 	Retries     int           `help:"Retries of a failed request." default:"5"`
-	MaxWait     time.Duration `help:"Longest wait before a retry; a longer Retry-After fails at once." default:"2m"`
-	IdleTimeout time.Duration `help:"Cut and resume a download that receives nothing for this long." default:"30s"`
+	MaxWait     time.Duration `help:"${max_wait_help}" default:"2m"`
+	IdleTimeout time.Duration `help:"${idle_timeout_help}" default:"30s"`
 	JSON        bool          `name:"json" help:"Print the summary as JSON."`
 }
 

@@ -34,6 +34,7 @@ type cli struct {
 	Verify   verifyCmd   `cmd:"" help:"Re-hash every cached blob; report defects and the images they affect."`
 	Prune    pruneCmd    `cmd:"" help:"Remove images not listed, blobs no image needs and stale partial downloads."`
 	Merge    mergeCmd    `cmd:"" help:"Copy the images and blobs of other caches into --cache."`
+	Inspect  inspectCmd  `cmd:"" help:"${inspect_help}"`
 }
 
 // env is what every command receives: where results and logs go, and the global flags.
@@ -54,14 +55,19 @@ func main() {
 // run parses args, runs the command and returns the process exit status. Only here does an
 // error become a status; commands return errors.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var c cli
+	var (
+		c cli
+		// exited is set when kong has answered on its own (--help, --version): the
+		// parse error that may follow is then not the user's.
+		exited bool
+	)
 	parser, err := kong.New(&c,
 		kong.Name("dls"),
 		kong.Description("Package container images for air-gapped Kubernetes, no Docker "+
 			"daemon needed."),
-		kong.Vars{"version": version},
+		kong.Vars{"version": version}.CloneWith(helpTexts),
 		kong.Writers(stdout, stderr),
-		kong.Exit(func(int) {}),
+		kong.Exit(func(int) { exited = true }),
 		kong.UsageOnError(),
 	)
 	if err != nil {
@@ -70,6 +76,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 
 	kctx, err := parser.Parse(args)
+	if exited {
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "dls: %v\n", err)
 		return 2

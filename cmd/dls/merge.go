@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/dlsproject/dls/cache"
 )
@@ -80,9 +81,13 @@ func mergeOne(ctx context.Context, store *cache.Cache, src string) (mergeResult,
 		res.MergeReport, err = store.Merge(ctx, src)
 	}
 	if err == nil && len(res.Conflicts) > 0 {
-		err = fmt.Errorf("merge cache %s: %d images are recorded differently in both caches; "+
-			"kept this cache's records (see above); remove them from one cache with dls "+
-			"prune to take the other's", src, len(res.Conflicts))
+		names := make([]string, 0, len(res.Conflicts))
+		for _, cf := range res.Conflicts {
+			names = append(names, cf.Name)
+		}
+		err = fmt.Errorf("merge cache %s: both caches record %s differently; kept this "+
+			"cache's records; to take the source's, prune them from this cache with a list "+
+			"that leaves them out, then merge again", src, strings.Join(names, ", "))
 	}
 	if err != nil {
 		res.Error = err.Error()
