@@ -105,6 +105,13 @@ func (f *Fetcher) resolveImage(ctx context.Context, ref reference.Named) (cache.
 	if err != nil {
 		return cache.Image{}, err
 	}
+	if f.attestations {
+		more, err := f.attestationBlobs(ref, img.Children)
+		if err != nil {
+			return cache.Image{}, err
+		}
+		blobs = append(blobs, more...)
+	}
 	img.Blobs = uniqueSorted(append(append(append([]ocispec.Descriptor{img.Target},
 		img.Children...), img.Manifests...), blobs...))
 
@@ -238,6 +245,32 @@ func (f *Fetcher) platformBlobs(ctx context.Context, ref reference.Named,
 
 		blobs = append(blobs, *doc.Config)
 		blobs = append(blobs, doc.Layers...)
+	}
+	return blobs, nil
+}
+
+// attestationBlobs returns the configs and layers of the attestation manifests among an
+// index's children. They are not images, so nothing is checked beyond their descriptors;
+// Transfer fetches and verifies them like any blob.
+func (f *Fetcher) attestationBlobs(ref reference.Named,
+	children []ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	var blobs []ocispec.Descriptor
+	for _, child := range children {
+		if !isAttestation(child) {
+			continue
+		}
+
+		raw, err := f.store.ReadBlob(child.Digest, maxManifestSize)
+		if err != nil {
+			return nil, fmt.Errorf("read attestation %s of %s: %w", child.Digest, ref, err)
+		}
+
+		doc, err := parseDocument(child.MediaType, raw)
+		if err != nil || doc.isIndex() {
+			return nil, fmt.Errorf("read attestation %s of %s: not a manifest (%v)",
+				child.Digest, ref, err)
+		}
+		blobs = append(append(blobs, *doc.Config), doc.Layers...)
 	}
 	return blobs, nil
 }

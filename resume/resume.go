@@ -55,6 +55,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer, when set, is told about each blob transfer.
 	Observer Observer
+	// KeepAttestations also fetches the configs and layers (SBOMs, provenance) of an
+	// index's attestation manifests. Their manifests are always kept.
+	KeepAttestations bool
 }
 
 // Fetcher fills a cache from registries. It is safe to call Resolve and Transfer from one
@@ -66,6 +69,8 @@ type Fetcher struct {
 	limit     int
 	log       *slog.Logger
 	observer  Observer
+	// attestations says whether attestation contents are fetched (Options.KeepAttestations).
+	attestations bool
 
 	// inflight makes concurrent requests for one blob share a single transfer.
 	inflight singleflight.Group
@@ -82,6 +87,8 @@ func New(client *registry.Client, store *cache.Cache, opts Options) *Fetcher {
 		limit:     opts.Concurrency,
 		log:       opts.Logger,
 		observer:  opts.Observer,
+
+		attestations: opts.KeepAttestations,
 	}
 	if len(f.platforms) == 0 {
 		f.platforms = []ocispec.Platform{DefaultPlatform}

@@ -2,9 +2,11 @@ package resume
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/distribution/reference"
@@ -178,5 +180,94 @@ func TestSharedLayerDownloadedOnceAndRefetchIsFree(t *testing.T) {
 	if stats.BlobsDownloaded != 0 || stats.BlobsReused != len(distinct) {
 		t.Errorf("re-fetch stats: downloaded %d reused %d, want 0 and %d",
 			stats.BlobsDownloaded, stats.BlobsReused, len(distinct))
+	}
+}
+
+func TestKeepAttestationsFetchesTheirContents(t *testing.T) {
+	fx := newFixture(t)
+	idx := testimage.MultiArch(t, testimage.NewRand(t, 3), testimage.MultiArchOptions{
+		LayerSizes: []int{1000}, Attestations: true,
+	})
+	idx.Push(t, fx.reg, "team/att", "v1")
+
+	plan, _ := fx.fetch(t, Options{KeepAttestations: true}, fx.ref(t, "team/att:v1"))
+
+	if len(plan.Failed) != 0 {
+		t.Fatalf("failed images: %v", plan.Failed)
+	}
+	for _, att := range idx.Attestations {
+		for _, b := range []testimage.Blob{att.Config, att.Statement} {
+			if _, ok := fx.store.HasBlob(b.Digest()); !ok {
+				t.Errorf("attestation blob %s not fetched", b.Digest())
+			}
+		}
+	}
+}
+
+func TestMissingPlatformListsTheOnesTheIndexHas(t *testing.T) {
+	fx := newFixture(t)
+	idx := testimage.MultiArch(t, testimage.NewRand(t, 4), testimage.MultiArchOptions{
+		LayerSizes: []int{100}, Attestations: true,
+	})
+	idx.Push(t, fx.reg, "team/plat", "v1")
+	s390x := ocispec.Platform{OS: "linux", Architecture: "s390x"}
+
+	plan, _ := fx.fetch(t, Options{Platforms: []ocispec.Platform{s390x}},
+		fx.ref(t, "team/plat:v1"))
+
+	if len(plan.Failed) != 1 {
+		t.Fatalf("failed = %v, want the one image", plan.Failed)
+	}
+	want := "has no linux/s390x manifest; it has: linux/amd64, linux/arm64"
+	if got := plan.Failed[0].Error(); !strings.Contains(got, want) {
+		t.Errorf("error = %q, want it to contain %q", got, want)
+	}
+}
+
+func TestDigestReferenceAlreadyCachedCostsNoRequest(t *testing.T) {
+	fx := newFixture(t)
+	idx := testimage.MultiArch(t, testimage.NewRand(t, 5), testimage.MultiArchOptions{
+		LayerSizes: []int{100},
+	})
+	dgst := idx.Push(t, fx.reg, "team/pinned", "v1")
+	ref := fx.ref(t, "team/pinned@"+dgst.String())
+	fx.fetch(t, Options{}, ref)
+
+	fx.reg.ResetCounts()
+	plan, stats := fx.fetch(t, Options{}, ref)
+
+	if len(plan.Failed) != 0 {
+		t.Fatalf("failed images: %v", plan.Failed)
+	}
+	for _, kind := range []string{"GET manifest", "HEAD manifest", "GET blob", "GET other"} {
+		if n := fx.reg.Requests(kind); n != 0 {
+			t.Errorf("%s requests = %d, want 0 for a cached digest reference", kind, n)
+		}
+	}
+	if stats.BlobsDownloaded != 0 || stats.Blobs != len(idx.BlobsFor("linux/amd64")) {
+		t.Errorf("stats = %+v, want every blob reused", stats)
+	}
+}
+
+func TestUnknownImageFailsAloneAndOthersAreFetched(t *testing.T) {
+	fx := newFixture(t)
+	idx := testimage.MultiArch(t, testimage.NewRand(t, 6), testimage.MultiArchOptions{
+		LayerSizes: []int{100},
+	})
+	idx.Push(t, fx.reg, "team/real", "v1")
+
+	plan, _ := fx.fetch(t, Options{}, fx.ref(t, "team/ghost:v1"), fx.ref(t, "team/real:v1"))
+
+	if len(plan.Failed) != 1 || !strings.Contains(plan.Failed[0].Ref, "team/ghost:v1") {
+		t.Fatalf("failed = %v, want only team/ghost:v1", plan.Failed)
+	}
+	if !errors.Is(plan.Failed[0], registry.ErrNotFound) {
+		t.Errorf("error %v does not wrap registry.ErrNotFound", plan.Failed[0])
+	}
+	if len(plan.Images) != 1 {
+		t.Fatalf("fetched images = %d, want 1", len(plan.Images))
+	}
+	if missing := fx.store.Missing(plan.Images[0].Image); len(missing) != 0 {
+		t.Errorf("team/real:v1 misses %d blobs", len(missing))
 	}
 }

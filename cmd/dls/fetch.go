@@ -26,6 +26,7 @@ type fetchCmd struct {
 	Retries     int           `help:"Retries of a failed request." default:"5"`
 	MaxWait     time.Duration `help:"${max_wait_help}" default:"2m"`
 	IdleTimeout time.Duration `help:"${idle_timeout_help}" default:"30s"`
+	Attest      bool          `name:"keep-attestations" help:"${keep_attestations_help}"`
 	JSON        bool          `name:"json" help:"Print the summary as JSON."`
 }
 
@@ -94,6 +95,8 @@ func (c *fetchCmd) fetch(ctx context.Context, e *env, client *registry.Client,
 		Concurrency: c.Concurrency,
 		Logger:      e.log,
 		Observer:    progress,
+
+		KeepAttestations: c.Attest,
 	})
 
 	e.log.Info("resolving images", "count", len(refs))

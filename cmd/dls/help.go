@@ -20,6 +20,8 @@ var helpTexts = kong.Vars{
 	"per_registry_help": "Most requests at once to one registry host; 0 means no limit.",
 	"max_wait_help":     "Longest wait before a retry; a longer Retry-After fails at once.",
 	"idle_timeout_help": "Cut and resume a download that receives nothing for this long.",
+	"keep_attestations_help": "Also fetch the contents (SBOMs, provenance) of attestation " +
+		"manifests; the manifests themselves are always kept.",
 	"inspect_file_help": "Archive to inspect: .tar, .tar.gz or .tar.zst.",
 	"max_size_help": "Split the output into archives of at most this size, e.g. 4GiB " +
 		"(each complete and loadable on its own; an image never spans two).",
