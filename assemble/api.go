@@ -28,6 +28,7 @@ import (
 	"os"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/dlsproject/dls/cache"
 )
@@ -59,6 +60,10 @@ type Options struct {
 	// several archives to stay under it, and under podman's 1 MiB limit on manifest.json;
 	// Write, having one stream, fails instead. An image never spans two archives.
 	MaxSize int64
+	// Platforms narrows each image to these platforms (manifest.json describes the first
+	// one an image has); empty means every platform the image was fetched for. The index
+	// and all its child manifests are written either way.
+	Platforms []ocispec.Platform
 	// Logger receives debug records per blob and an info record per archive; nil means
 	// slog.Default().
 	Logger *slog.Logger

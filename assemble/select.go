@@ -6,16 +6,26 @@ import (
 	"slices"
 	"strings"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/dlsproject/dls/cache"
 )
 
 // selectImages returns the requested images sorted by name, or every image of src when
-// names is empty. It fails with an *IncompleteError before anything is written when an
+// names is empty, each narrowed to plats when plats is not empty. It fails with an *IncompleteError before anything is written when an
 // image is unknown or lacks blobs, listing all such images, not only the first.
-func selectImages(src Source, names []string) ([]cache.Image, error) {
+func selectImages(src Source, names []string, plats []ocispec.Platform) ([]cache.Image,
+	error) {
 	images, unknown, err := lookupImages(src, names)
 	if err != nil {
 		return nil, err
+	}
+
+	for i, img := range images {
+		images[i], err = narrowPlatforms(src, img, plats)
+		if err != nil {
+			return nil, err
+		}
 	}
 
 	if len(images) == 0 && len(unknown) == 0 {

@@ -39,7 +39,7 @@ func Write(ctx context.Context, src Source, w io.Writer, opts Options) (Result, 
 // prepare selects and checks the requested images and plans each, sorted by name, reading
 // only manifests and configs.
 func prepare(ctx context.Context, src Source, opts Options) ([]imagePlan, error) {
-	images, err := selectImages(src, opts.Images)
+	images, err := selectImages(src, opts.Images, opts.Platforms)
 	if err != nil {
 		return nil, err
 	}

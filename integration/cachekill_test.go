@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/dlsproject/dls/integration/faultproxy"
 	"github.com/dlsproject/dls/integration/testimage"
 )
 
@@ -19,9 +20,9 @@ import (
 // command, one run per seed; testimage.NewRand logs each.
 var killSeeds = []uint64{1, 2, 3, 4, 5}
 
-// killDelay is the pause after each 4 KiB of a blob body in the kill test, so a fetch of
-// smallList spends a few hundred milliseconds transferring and is likely killed mid-blob.
-const killDelay = 10 * time.Millisecond
+// killRate caps each registry connection of the kill test, in bytes per second, so a fetch
+// of smallList spends a few hundred milliseconds transferring and is likely killed mid-blob.
+const killRate = 400 << 10
 
 // dlsCommand returns an unstarted dls command with runDLS's environment, killed when the
 // test ends, its output going to stdout and stderr.
@@ -88,8 +89,8 @@ type killCase struct {
 // cache must verify clean and assemble the same archive as the uninterrupted run's.
 func TestKilledCommandsLeaveAVerifiableCache(t *testing.T) {
 	fx := newFixture(t, smallList, "")
-	proxy := startProxy(t, fx.Reg.URL, proxyOptions{Delay: killDelay})
-	src := newFetchedCache(t, fx, writeRegistries(t, "docker.io", proxy.URL), smallList)
+	slow := faultproxy.Start(t, fx.Reg.Host, faultproxy.Options{Rate: killRate})
+	src := newFetchedCache(t, fx, writeRegistries(t, "docker.io", slow.URL), smallList)
 	keep := writeFile(t, src.Work, "keep.txt", smallList[0]+"\n")
 
 	cases := []killCase{

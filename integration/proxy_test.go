@@ -9,27 +9,21 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 )
 
-// throttleChunk is how many bytes of a blob body the proxy sends between two pauses.
-const throttleChunk = 4 << 10
-
 // proxyOptions choose what a blobProxy does to blob GETs; the zero value only records them.
 type proxyOptions struct {
-	// Delay is the pause after each throttleChunk bytes of a blob body, to make a fetch
-	// last long enough to be killed in the middle of a transfer.
-	Delay time.Duration
 	// Hold makes blob GETs wait until Release, so a fetch holds the cache lock for as long
 	// as the test needs.
 	Hold bool
 }
 
 // blobProxy is a reverse proxy in front of a test registry that records the digest of every
-// blob GET and can slow those down or hold them. The registry behind it is real; the proxy
-// only shapes timing, which the registry cannot.
+// blob GET and can hold them. The registry behind it is real; the proxy only sees which
+// blobs are asked for and when they are answered, which the registry cannot be told to do.
+// (faultproxy shapes bandwidth and failures, but neither records digests nor holds.)
 type blobProxy struct {
 	URL  string
 	opts proxyOptions
@@ -60,7 +54,7 @@ func startProxy(t testing.TB, target string, opts proxyOptions) *blobProxy {
 	return p
 }
 
-// handler records, holds and throttles blob GETs before passing them on.
+// handler records and holds blob GETs before passing them on.
 func (p *blobProxy) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, encoded, isBlob := strings.Cut(r.URL.Path, "/blobs/")
@@ -78,9 +72,6 @@ func (p *blobProxy) handler(next http.Handler) http.Handler {
 			case <-r.Context().Done():
 				return
 			}
-		}
-		if p.opts.Delay > 0 {
-			w = throttledWriter{ResponseWriter: w, delay: p.opts.Delay}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -106,29 +97,4 @@ func (p *blobProxy) Reset() {
 	defer p.mu.Unlock()
 
 	p.gets = nil
-}
-
-// throttledWriter writes a body throttleChunk bytes at a time with a pause after each.
-type throttledWriter struct {
-	http.ResponseWriter
-	delay time.Duration
-}
-
-func (w throttledWriter) Write(b []byte) (int, error) {
-	written := 0
-	for len(b) > 0 {
-		n := min(len(b), throttleChunk)
-		m, err := w.ResponseWriter.Write(b[:n])
-		written += m
-		if err != nil {
-			return written, err
-		}
-		if f, ok := w.ResponseWriter.(http.Flusher); ok {
-			f.Flush()
-		}
-		time.Sleep(w.delay)
-		b = b[n:]
-	}
-
-	return written, nil
 }

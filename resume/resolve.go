@@ -234,6 +234,10 @@ func (f *Fetcher) platformBlobs(ctx context.Context, ref reference.Named,
 		if err != nil {
 			return nil, err
 		}
+		// TODO: layers are verified against their digests only, not their decompressed
+		// bytes against the config's diff_ids; a bad pairing surfaces at docker load or pod
+		// start. Checking it needs the check to gate the commit (so a re-run cannot reuse
+		// a layer that failed), i.e. decompressing while streaming into the partial file.
 		if len(cfg.RootFS.DiffIDs) != len(doc.Layers) {
 			return nil, fmt.Errorf("image %s manifest %s lists %d layers but its config has "+
 				"%d diff_ids", ref, desc.Digest, len(doc.Layers), len(cfg.RootFS.DiffIDs))

@@ -12,10 +12,11 @@ import (
 )
 
 type assembleCmd struct {
-	Output  string   `short:"o" required:"" help:"${assemble_output_help}" placeholder:"FILE"`
-	Lists   []string `arg:"" optional:"" name:"LIST" help:"${assemble_lists_help}"`
-	Image   []string `help:"An image reference to write (repeatable)." placeholder:"REF"`
-	MaxSize byteSize `help:"${max_size_help}" placeholder:"SIZE"`
+	Output   string   `short:"o" required:"" help:"${assemble_output_help}" placeholder:"FILE"`
+	Lists    []string `arg:"" optional:"" name:"LIST" help:"${assemble_lists_help}"`
+	Image    []string `help:"An image reference to write (repeatable)." placeholder:"REF"`
+	MaxSize  byteSize `help:"${max_size_help}" placeholder:"SIZE"`
+	Platform []string `help:"${assemble_platform_help}" placeholder:"OS/ARCH"`
 }
 
 func (c *assembleCmd) Run(ctx context.Context, e *env) error {
@@ -28,13 +29,23 @@ func (c *assembleCmd) Run(ctx context.Context, e *env) error {
 		names = append(names, ref.String())
 	}
 
+	plats, err := parsePlatforms(c.Platform)
+	if err != nil {
+		return err
+	}
+
 	store, err := cache.Open(e.cacheDir, cache.Options{ReadOnly: true, Logger: e.log})
 	if err != nil {
 		return fmt.Errorf("open cache: %w", err)
 	}
 	defer store.Close()
 
-	opts := assemble.Options{Images: names, MaxSize: int64(c.MaxSize), Logger: e.log}
+	opts := assemble.Options{
+		Images:    names,
+		MaxSize:   int64(c.MaxSize),
+		Platforms: plats,
+		Logger:    e.log,
+	}
 	if c.Output == "-" {
 		if c.MaxSize > 0 {
 			return fmt.Errorf("--max-size needs a file name to number the parts; " +

@@ -22,6 +22,8 @@ var helpTexts = kong.Vars{
 	"idle_timeout_help": "Cut and resume a download that receives nothing for this long.",
 	"keep_attestations_help": "Also fetch the contents (SBOMs, provenance) of attestation " +
 		"manifests; the manifests themselves are always kept.",
+	"assemble_platform_help": "Write only these platforms of each image (repeatable); " +
+		"none means every platform it was fetched for.",
 	"inspect_file_help": "Archive to inspect: .tar, .tar.gz or .tar.zst.",
 	"max_size_help": "Split the output into archives of at most this size, e.g. 4GiB " +
 		"(each complete and loadable on its own; an image never spans two).",
