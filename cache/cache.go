@@ -84,13 +84,20 @@ func Open(dir string, opts Options) (*Cache, error) {
 
 // openReadOnly checks that dir is a cache this dls understands, touching nothing.
 func (c *Cache) openReadOnly() error {
-	_, err := os.Stat(c.path(dbFile))
+	fi, err := os.Stat(c.path(dbFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("open cache %s: no %s, so no dls cache is there; "+
 			"run dls fetch to create one: %w", c.dir, dbFile, ErrNotFound)
 	}
 	if err != nil {
 		return fmt.Errorf("open cache %s: %w", c.dir, err)
+	}
+
+	// A writer killed between creating index.db and its first commit leaves it empty; a
+	// read-only bbolt cannot initialise it, and nothing was recorded in it yet.
+	if fi.Size() == 0 {
+		return fmt.Errorf("open cache %s: %s is empty (the first fetch into it was "+
+			"interrupted); run dls fetch to initialise it: %w", c.dir, dbFile, ErrNotFound)
 	}
 
 	return c.checkVersion()

@@ -188,9 +188,10 @@ func TestFaultRateLimits(t *testing.T) {
 	get := http.MethodGet
 
 	t.Run("429 retries wait the Retry-After seconds", func(t *testing.T) {
-		for _, path := range []string{th.manifest, th.retryAfter} {
+		for path, statuses := range map[string][]int{th.manifest: {429, 200},
+			th.retryAfter: {429, 429, 200}} {
 			reqs := rig.HTTP.Matching(get, path)
-			checkStatuses(t, reqs, 429, 429, 200)
+			checkStatuses(t, reqs, statuses...)
 			for i, gap := range gaps(reqs) {
 				if gap < time.Second {
 					t.Errorf("%s: retry %d came %s after the 429, before its Retry-After: 1",
@@ -270,5 +271,179 @@ func checkThrottledSummary(t testing.TB, rig *faultRig, th throttled, s faultSum
 	if waited < stated-100*time.Millisecond || waited > measured {
 		t.Errorf("summary waited %s, want between the stated %s and the measured %s",
 			waited, stated, measured)
+	}
+}
+
+func TestFaultRetryAfterAboveMaxWait(t *testing.T) {
+	rig := newFaultRig(t, faultproxy.Options{})
+	rng := newChaCha(t, faultSeed+3)
+	img := rig.pushRawImage(t, "faults/patience", "v1", randomTarLayer(t, rng, "a.bin", 1<<10))
+	layer := faultBlobPath(img.Repo, img.Layers[0].Digest())
+
+	for _, tc := range []struct {
+		name string
+		rule faultproxy.Rule
+	}{
+		{"manifest 429 with Retry-After seconds", faultproxy.Rule{
+			Path: "/manifests/v1", Status: http.StatusTooManyRequests, RetryAfter: "120"}},
+		{"blob 503 with a Retry-After date", faultproxy.Rule{
+			Path: layer, Status: http.StatusServiceUnavailable, RetryAfterDate: 2 * time.Minute}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.rule.Method = http.MethodGet
+			rig.HTTP.SetRules(tc.rule)
+			work := t.TempDir()
+			res := rig.fetch(t, work, filepath.Join(work, "cache"), []string{img.Ref},
+				"--max-wait", "2s")
+
+			if res.Code != 1 {
+				t.Errorf("dls fetch: exit %d, want 1", res.Code)
+			}
+			const want = "(Retry-After), longer than the 2s we wait at most"
+			if !strings.Contains(res.Stderr, "asks to wait 2m") ||
+				!strings.Contains(res.Stderr, want) {
+				t.Errorf("stderr does not say the wait of 2m is longer than --max-wait "+
+					"(%q):\n%s", want, res.Stderr)
+			}
+			if n := len(rig.HTTP.Matching(http.MethodGet, tc.rule.Path)); n != 1 {
+				t.Errorf("registry saw %d GETs of %s, want 1: no retry", n, tc.rule.Path)
+			}
+			if res.Took > 30*time.Second {
+				t.Errorf("dls took %s to give up, want at once", res.Took)
+			}
+		})
+	}
+}
+
+// brokenLayer is the size of the random file in each layer of TestFaultBrokenServers; a
+// quarter of it is where bodies are cut.
+const brokenLayer, brokenCut = 1 << 20, 256 << 10
+
+func TestFaultBrokenServers(t *testing.T) {
+	rig := newFaultRig(t, faultproxy.Options{})
+	rng := newChaCha(t, faultSeed+4)
+	push := func(t *testing.T, repo string) (rawImage, testimage.Blob, string) {
+		img := rig.pushRawImage(t, repo, "v1", randomTarLayer(t, rng, "a.bin", brokenLayer))
+		return img, img.Layers[0], faultBlobPath(repo, img.Layers[0].Digest())
+	}
+	fetchOK := func(t *testing.T, img rawImage, flags ...string) faultSummary {
+		work := t.TempDir()
+		cache := filepath.Join(work, "cache")
+		res := rig.fetch(t, work, cache, []string{img.Ref}, flags...)
+		if res.Code != 0 {
+			t.Fatalf("dls fetch: exit %d, want 0", res.Code)
+		}
+		checkCachedBlobs(t, cache, img.blobs())
+		return decodeFaultSummary(t, res.Stdout)
+	}
+
+	t.Run("short bodies continue with Range", func(t *testing.T) {
+		img, layer, path := push(t, "faults/short")
+		rig.HTTP.SetRules(faultproxy.Rule{Method: http.MethodGet, Path: path, Times: 3,
+			ShortBody: brokenCut})
+		s := fetchOK(t, img)
+
+		checkRanges(t, rig.HTTP.Matching(http.MethodGet, path), layer, 0, brokenCut,
+			2*brokenCut, 3*brokenCut)
+		checkSummary(t, s, 3, bodySize(img.blobs()), 0)
+	})
+	t.Run("a registry ignoring Range sends the whole blob again", func(t *testing.T) {
+		img, layer, path := push(t, "faults/norange")
+		rig.HTTP.SetRules(
+			faultproxy.Rule{Method: http.MethodGet, Path: path, Times: 1, ShortBody: brokenCut},
+			faultproxy.Rule{Method: http.MethodGet, Path: path, IgnoreRange: true})
+		s := fetchOK(t, img)
+
+		gets := rig.HTTP.Matching(http.MethodGet, path)
+		checkRanges(t, gets, layer, 0, brokenCut)
+		if gets[1].Status != http.StatusOK || gets[1].Fault != faultproxy.FaultIgnoreRange {
+			t.Errorf("ranged GET answered %d (fault %q), want 200 ignoring Range",
+				gets[1].Status, gets[1].Fault)
+		}
+		checkSummary(t, s, 1, bodySize(img.blobs())+brokenCut, 0)
+	})
+	t.Run("stalled bodies are cut and continued", func(t *testing.T) {
+		img, layer, path := push(t, "faults/stall")
+		rig.HTTP.SetRules()
+		rig.Proxy.SetOptions(faultproxy.Options{StallAfter: brokenCut, StallFor: time.Minute,
+			Stalls: 2})
+		defer rig.Proxy.SetOptions(faultproxy.Options{})
+		s := fetchOK(t, img, "--idle-timeout", "300ms")
+
+		checkRangesContinue(t, rig, img.Repo, layer)
+		if n := len(rig.HTTP.Matching(http.MethodGet, path)); n != 3 {
+			t.Errorf("registry saw %d GETs of the layer, want 3 (two stalls)", n)
+		}
+		checkSummary(t, s, 2, bodySize(img.blobs()), 0)
+	})
+	t.Run("a failed run's partial is continued by the next run", func(t *testing.T) {
+		checkPartialContinued(t, rig, push)
+	})
+}
+
+// checkPartialContinued cuts a layer's body and then answers 503 until dls gives up, and
+// checks that the next run asks only for the rest and reports the bytes it had.
+func checkPartialContinued(t *testing.T, rig *faultRig,
+	push func(*testing.T, string) (rawImage, testimage.Blob, string)) {
+	img, layer, path := push(t, "faults/partial")
+	rig.HTTP.SetRules(
+		faultproxy.Rule{Method: http.MethodGet, Path: path, Times: 1, ShortBody: brokenCut},
+		faultproxy.Rule{Method: http.MethodGet, Path: path, Status: 503})
+	work := t.TempDir()
+	cache := filepath.Join(work, "cache")
+	if res := rig.fetch(t, work, cache, []string{img.Ref}, "--retries=1"); res.Code != 1 {
+		t.Fatalf("dls fetch against a failing registry: exit %d, want 1", res.Code)
+	}
+
+	rig.HTTP.SetRules()
+	before := len(rig.HTTP.Matching(http.MethodGet, path))
+	res := rig.fetch(t, work, cache, []string{img.Ref})
+	if res.Code != 0 {
+		t.Fatalf("dls fetch again: exit %d, want 0", res.Code)
+	}
+	checkCachedBlobs(t, cache, img.blobs())
+
+	gets := rig.HTTP.Matching(http.MethodGet, path)[before:]
+	want := "bytes=" + strconv.Itoa(brokenCut) + "-" +
+		strconv.FormatInt(layer.Descriptor.Size-1, 10)
+	if len(gets) != 1 || gets[0].Range != want {
+		t.Errorf("second run's GETs of the layer: %+v, want one with Range %s", gets, want)
+	}
+	s := decodeFaultSummary(t, res.Stdout)
+	if s.BytesResumed != brokenCut || s.BytesDownloaded != layer.Descriptor.Size-brokenCut {
+		t.Errorf("second run: resumed %d, downloaded %d; want %d, %d", s.BytesResumed,
+			s.BytesDownloaded, brokenCut, layer.Descriptor.Size-brokenCut)
+	}
+}
+
+// checkRanges fails t unless gets asked for b from exactly these offsets, in order: no
+// Range for 0, else bytes=OFFSET-(size-1).
+func checkRanges(t testing.TB, gets []faultproxy.Request, b testimage.Blob, offsets ...int64) {
+	t.Helper()
+
+	var got, want []string
+	for _, r := range gets {
+		got = append(got, r.Range)
+	}
+	for _, off := range offsets {
+		if off == 0 {
+			want = append(want, "")
+			continue
+		}
+		want = append(want, "bytes="+strconv.FormatInt(off, 10)+"-"+
+			strconv.FormatInt(b.Descriptor.Size-1, 10))
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("GETs of %s asked for ranges %q, want %q", b.Digest(), got, want)
+	}
+}
+
+// checkSummary fails t unless the fetch summary has these retries and byte counts.
+func checkSummary(t testing.TB, s faultSummary, retries int, downloaded, resumed int64) {
+	t.Helper()
+
+	if s.Retries != retries || s.BytesDownloaded != downloaded || s.BytesResumed != resumed {
+		t.Errorf("summary: %d retries, %d bytes downloaded, %d resumed; want %d, %d, %d",
+			s.Retries, s.BytesDownloaded, s.BytesResumed, retries, downloaded, resumed)
 	}
 }

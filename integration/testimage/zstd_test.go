@@ -50,7 +50,7 @@ func TestWithLayerMediaType(t *testing.T) {
 			z.Manifest.Digest(), img.Manifest.Digest())
 	}
 	if m.Config.Digest != img.Config.Digest() || len(m.Layers) != 2 ||
-		*z.Manifest.Descriptor.Platform != LinuxARM64 {
+		FormatPlatform(*z.Manifest.Descriptor.Platform) != "linux/arm64" {
 		t.Fatalf("manifest = %s, platform %v", z.Manifest.Data, z.Manifest.Descriptor.Platform)
 	}
 	for i, d := range m.Layers {

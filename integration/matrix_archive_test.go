@@ -1,0 +1,250 @@
+package integration
+
+import (
+	"compress/gzip"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/dlsproject/dls/assemble"
+	"github.com/dlsproject/dls/cache"
+	"github.com/dlsproject/dls/integration/testimage"
+)
+
+// k3sZstdMemory is the decoder memory cap k3s (rancher/wharfie) reads .tar.zst with; an
+// archive whose zstd window exceeds it does not import there.
+const k3sZstdMemory = 1 << 25
+
+// matrixArchive is what dls wrote for one variant: one part, or several when split.
+type matrixArchive struct {
+	parts []matrixPart
+}
+
+// matrixPart is one archive file.
+type matrixPart struct {
+	// File is the archive as written; Tar is the same tar uncompressed (File itself for a
+	// .tar), decompressed the way k3s does it, by extension.
+	File, Tar string
+	// Images are the variant's images this part's index.json names, in variant order.
+	Images []matrixImage
+	// IndexEntries counts index.json's descriptors: with one, podman and skopeo read the
+	// archive through index.json (oci-archive), else through manifest.json.
+	IndexEntries int
+	Entries      []tarEntry
+}
+
+// buildMatrixArchive fetches v's images into a new cache with the dls binary and writes
+// the archive: with dls assemble, or, for a split, with assemble.WriteFile.
+func buildMatrixArchive(t *testing.T, v matrixVariant, registries string) matrixArchive {
+	t.Helper()
+
+	work := t.TempDir()
+	cacheDir := filepath.Join(work, "cache")
+	var refs []string
+	for _, img := range v.images {
+		refs = append(refs, img.Ref)
+	}
+	list := writeFile(t, work, "images.txt", strings.Join(refs, "\n")+"\n")
+
+	fetch := []string{"fetch", "--cache", cacheDir, "--registries", registries}
+	for _, p := range v.selected(hostPlatform(t)) {
+		fetch = append(fetch, "--platform", p)
+	}
+	if res := runDLS(t, work, append(fetch, list)...); res.Code != 0 {
+		t.Fatalf("dls fetch: exit %d, want 0", res.Code)
+	}
+
+	output := v.output
+	if output == "" {
+		output = "images.tar"
+	}
+	out := filepath.Join(work, output)
+	files := []string{out}
+	if v.maxSize > 0 {
+		files = assembleSplit(t, cacheDir, out, v)
+	} else if res := runDLS(t, work, "assemble", "--cache", cacheDir, "-o", out,
+		list); res.Code != 0 {
+		t.Fatalf("dls assemble: exit %d, want 0", res.Code)
+	}
+
+	var a matrixArchive
+	for _, f := range files {
+		a.parts = append(a.parts, readMatrixPart(t, v, f))
+	}
+	return a
+}
+
+// assembleSplit writes v's images with assemble.WriteFile and MaxSize, as dls assemble
+// has no flag for it.
+//
+// TODO: call dls assemble --max-size once cmd/dls has the flag, so the split goes through
+// the binary like every other variant.
+func assembleSplit(t testing.TB, cacheDir, out string, v matrixVariant) []string {
+	t.Helper()
+
+	store, err := cache.Open(cacheDir, cache.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+
+	var names []string
+	for _, img := range v.images {
+		names = append(names, img.Name)
+	}
+	res, err := assemble.WriteFile(t.Context(), store, out,
+		assemble.Options{Images: names, MaxSize: v.maxSize})
+	if err != nil {
+		t.Fatalf("assemble %s with MaxSize %d: %v", out, v.maxSize, err)
+	}
+	return res.Files
+}
+
+// readMatrixPart decompresses file (next to it) when its name says it is compressed,
+// reads its entries and finds which of v's images its index.json names.
+func readMatrixPart(t testing.TB, v matrixVariant, file string) matrixPart {
+	t.Helper()
+
+	p := matrixPart{File: file, Tar: decompressArchive(t, file)}
+	p.Entries = readTar(t, p.Tar)
+	var index ocispec.Index
+	entryJSON(t, p.Entries, "index.json", &index)
+	p.IndexEntries = len(index.Manifests)
+	for _, img := range v.images {
+		for _, d := range index.Manifests {
+			if d.Annotations[annotationImageName] == img.Name {
+				p.Images = append(p.Images, img)
+				break
+			}
+		}
+	}
+	return p
+}
+
+// decompressArchive returns the path of file's tar: file itself when it is one, else a
+// decompressed copy beside it. zstd is decoded under k3s's memory cap, so an archive with
+// too large a window fails here as it would fail in k3s.
+func decompressArchive(t testing.TB, file string) string {
+	t.Helper()
+
+	in, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+
+	var r io.Reader
+	switch {
+	case strings.HasSuffix(file, ".tar"):
+		return file
+	case strings.HasSuffix(file, ".tar.gz"):
+		zr, err := gzip.NewReader(in)
+		if err != nil {
+			t.Fatalf("decompress %s: %v", file, err)
+		}
+		r = zr
+	case strings.HasSuffix(file, ".tar.zst"):
+		zr, err := zstd.NewReader(in, zstd.WithDecoderMaxMemory(k3sZstdMemory))
+		if err != nil {
+			t.Fatalf("decompress %s: %v", file, err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		t.Fatalf("decompress %s: unknown suffix", file)
+	}
+
+	tarPath := strings.TrimSuffix(file, filepath.Ext(file))
+	out, err := os.Create(tarPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, r); err != nil {
+		t.Fatalf("decompress %s: %v", file, err)
+	}
+	return tarPath
+}
+
+// checkMatrixArchive checks every part: each blob once, sorted, after the metadata, exactly
+// the blobs its images need for the selected platforms; index.json naming each of them;
+// and every image of the variant in exactly one part.
+func checkMatrixArchive(t *testing.T, v matrixVariant, a matrixArchive) {
+	t.Helper()
+
+	seen := map[string]string{}
+	for _, p := range a.parts {
+		want := map[digest.Digest]bool{}
+		for _, img := range p.Images {
+			if other, ok := seen[img.Name]; ok {
+				t.Errorf("%s is in both %s and %s", img.Name, other, p.File)
+			}
+			seen[img.Name] = p.File
+			for _, b := range img.blobsFor(v.selected(hostPlatform(t))) {
+				want[b.Digest()] = true
+			}
+		}
+		if p.IndexEntries != len(p.Images) {
+			t.Errorf("%s: index.json has %d entries, %d of them the variant's images",
+				p.File, p.IndexEntries, len(p.Images))
+		}
+		checkPartEntries(t, p, want)
+	}
+	for _, img := range v.images {
+		if _, ok := seen[img.Name]; !ok {
+			t.Errorf("no archive holds %s", img.Name)
+		}
+	}
+	if v.maxSize > 0 && len(a.parts) != len(v.images) {
+		t.Errorf("split wrote %d archives, want one per image (%d)", len(a.parts),
+			len(v.images))
+	}
+}
+
+// checkPartEntries checks the order and uniqueness of p's entries and its blob set.
+func checkPartEntries(t *testing.T, p matrixPart, want map[digest.Digest]bool) {
+	t.Helper()
+
+	var names []string
+	got := map[digest.Digest]bool{}
+	for _, e := range p.Entries {
+		names = append(names, e.Header.Name)
+		if hex, ok := strings.CutPrefix(e.Header.Name, "blobs/sha256/"); ok && hex != "" {
+			got[digest.NewDigestFromEncoded(digest.SHA256, hex)] = true
+		}
+	}
+	meta := []string{"oci-layout", "index.json", "manifest.json"}
+	if len(names) < 3 || !slices.Equal(names[:3], meta) {
+		t.Errorf("%s starts with %q, want %q", p.File, names[:min(3, len(names))], meta)
+	}
+	blobs := slices.DeleteFunc(slices.Clone(names), func(n string) bool {
+		return !strings.HasPrefix(n, "blobs/sha256/") || n == "blobs/sha256/"
+	})
+	if !slices.IsSorted(blobs) || len(slices.Compact(slices.Clone(blobs))) != len(blobs) {
+		t.Errorf("%s: blobs are not each once in digest order:\n%s", p.File,
+			strings.Join(blobs, "\n"))
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("%s holds blobs %v\nwant %v", p.File, slices.Sorted(maps.Keys(got)),
+			slices.Sorted(maps.Keys(want)))
+	}
+}
+
+// allImages returns the images of every part, in part order.
+func (a matrixArchive) allImages() []matrixImage {
+	var images []matrixImage
+	for _, p := range a.parts {
+		images = append(images, p.Images...)
+	}
+	return images
+}
+
+var _ = testimage.FormatPlatform

@@ -1,0 +1,131 @@
+package integration
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/dlsproject/dls/integration/consumers"
+	"github.com/dlsproject/dls/integration/registrytest"
+	"github.com/dlsproject/dls/integration/testimage"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// matrixSeed seeds every random layer of the matrix; testimage.NewRand logs it.
+const matrixSeed = 20260505
+
+// Layer sizes of the matrix: small, so the whole matrix moves a few megabytes.
+const (
+	matrixLayerSize = 16 << 10
+	// matrixSplitLayer and matrixSplitMax make two images that fit one archive each but
+	// not one together.
+	matrixSplitLayer = 192 << 10
+	matrixSplitMax   = 320 << 10
+	// matrixDeepLayers is the layer count of the deep image: past the 125 of Docker's
+	// layer store and the 128 of overlay-based snapshotters' old lowerdir limits.
+	matrixDeepLayers = 130
+)
+
+// matrixVariant is one kind of archive: images pushed to the registry, fetched with dls
+// fetch and written with dls assemble, then given to every consumer.
+type matrixVariant struct {
+	name   string
+	images []matrixImage
+	// platforms are dls fetch's --platform values in order; nil means the host's only.
+	platforms []string
+	// output is the archive's file name; its suffix picks the compression.
+	output string
+	// maxSize splits the archive (Options.MaxSize) when positive.
+	maxSize int64
+	// run names the image whose hello program the consumers run; "" runs nothing.
+	run string
+}
+
+// TestMatrix writes one archive per variant with the real dls binary and has every
+// consumer read it: ctr import with and without --all-platforms, podman load, skopeo
+// inspect through docker-archive: and oci-archive:, and docker load. A consumer that
+// cannot read a variant must fail the way matrixLimits documents, never silently.
+func TestMatrix(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	registries := writeRegistries(t, "docker.io", reg.URL)
+	variants := matrixVariants(t, reg)
+
+	env := newMatrixEnv(t)
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			archive := buildMatrixArchive(t, v, registries)
+			checkMatrixArchive(t, v, archive)
+			for _, c := range matrixConsumers {
+				t.Run(c.name, func(t *testing.T) {
+					if limit, ok := findLimit(env, v, archive, c.name); ok {
+						checkLimit(t, env, c, archive, limit)
+						return
+					}
+					c.check(t, env, v, archive)
+				})
+			}
+		})
+	}
+}
+
+// matrixVariants builds and pushes the images of every variant.
+func matrixVariants(t testing.TB, reg *registrytest.Registry) []matrixVariant {
+	t.Helper()
+
+	host := hostPlatform(t)
+	b := &matrixBuilder{reg: reg, rng: testimage.NewRand(t, matrixSeed), host: host,
+		other: testimage.LinuxARM64}
+	if runtime.GOARCH == "arm64" {
+		b.other = testimage.LinuxAMD64
+	}
+	hostOnly := []string{testimage.FormatPlatform(host)}
+	small := b.random(t, 1, matrixLayerSize)
+
+	one := b.pushIndex(t, b.index(t, indexOptions{Layers: small, Hello: true}), "one", "1",
+		true)
+	two := b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "two", "1", false)
+	pin := pinned(b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "pinned", "", false))
+
+	return []matrixVariant{
+		{name: "one platform of an OCI index", images: []matrixImage{one}, run: one.Name},
+		{name: "two platforms", images: []matrixImage{two},
+			platforms: []string{testimage.FormatPlatform(host),
+				testimage.FormatPlatform(b.other)}},
+		{name: "digest-only reference", images: []matrixImage{pin}},
+		b.mixedRefs(t),
+		b.twoTags(t),
+		b.oneRepository(t),
+		b.sharedLayers(t),
+		b.repeatedLayer(t),
+		b.zstdLayers(t),
+		b.deepImage(t),
+		b.dockerList(t),
+		b.singleManifests(t),
+		b.compressed(t, "gzip-compressed archive", "gz", "images.tar.gz"),
+		b.compressed(t, "zstd-compressed archive", "zst", "images.tar.zst"),
+		b.split(t),
+	}
+	_ = hostOnly
+}
+
+// platformsOf returns the platforms dls selects for v, in preference order.
+func (v matrixVariant) selected(host ocispec.Platform) []string {
+	if len(v.platforms) > 0 {
+		return v.platforms
+	}
+	return []string{testimage.FormatPlatform(host)}
+}
+
+// slug turns a variant name into a containerd namespace and file name part.
+func slug(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	return strings.TrimSuffix(b.String(), "-")
+}
