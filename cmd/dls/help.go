@@ -5,6 +5,12 @@ import "github.com/alecthomas/kong"
 // helpTexts holds the longer help strings, referenced from struct tags as ${name}, so that
 // the command structs stay within the line width.
 var helpTexts = kong.Vars{
+	"log_level_help": "Log level: debug, info, warn, error.",
+	"ls_help": "List cached images; with LISTs, fail unless every listed image is ready " +
+		"to assemble.",
+	"verify_help": "Re-hash every cached blob; report defects and the images they affect.",
+	"prune_help": "Remove images not listed, blobs no image needs and stale partial " +
+		"downloads.",
 	"inspect_help": "List the images, platforms and sizes in an archive (dls or docker " +
 		"save) and verify it: every blob hashed, every reference present, names consistent.",
 	"assemble_output_help": "Archive to write: .tar, .tar.gz/.tgz or .tar.zst/.tzst " +

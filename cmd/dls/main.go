@@ -25,14 +25,14 @@ const exitFailure = 1
 // cli is the command line. Global flags apply to every command.
 type cli struct {
 	Cache    string           `help:"Cache directory." default:"dls-cache" env:"DLS_CACHE" type:"path"`
-	LogLevel string           `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error"`
+	LogLevel string           `help:"${log_level_help}" default:"info" enum:"debug,info,warn,error"`
 	Version  kong.VersionFlag `help:"Print the version and exit."`
 
 	Fetch    fetchCmd    `cmd:"" help:"Fetch the images of LISTs into the cache."`
 	Assemble assembleCmd `cmd:"" help:"Write a docker-save archive from cached images."`
-	Ls       lsCmd       `cmd:"" aliases:"status" help:"List cached images; with LISTs, fail unless every listed image is ready to assemble."`
-	Verify   verifyCmd   `cmd:"" help:"Re-hash every cached blob; report defects and the images they affect."`
-	Prune    pruneCmd    `cmd:"" help:"Remove images not listed, blobs no image needs and stale partial downloads."`
+	Ls       lsCmd       `cmd:"" aliases:"status" help:"${ls_help}"`
+	Verify   verifyCmd   `cmd:"" help:"${verify_help}"`
+	Prune    pruneCmd    `cmd:"" help:"${prune_help}"`
 	Merge    mergeCmd    `cmd:"" help:"Copy the images and blobs of other caches into --cache."`
 	Inspect  inspectCmd  `cmd:"" help:"${inspect_help}"`
 }
