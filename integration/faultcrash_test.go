@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -58,27 +57,35 @@ func TestCrashKilledFetchesResume(t *testing.T) {
 	}
 	unique := bodySize(blobs)
 	work := t.TempDir()
-	list := writeFaultList(t, work, refs)
+	list := writeFile(t, work, "list.txt", strings.Join(refs, "\n")+"\n")
 	fetchArgs := func(cache string) []string {
-		return []string{"fetch", "--cache", cache, "--registries", rig.Registries, list}
+		return []string{"fetch", "--cache", cache, "--registries", rig.Registries, "--json",
+			list}
 	}
 
 	reference := filepath.Join(work, "reference")
 	if res := runDLS(t, work, fetchArgs(reference)...); res.Code != 0 {
 		t.Fatalf("uninterrupted dls fetch: exit %d, want 0", res.Code)
 	}
-	want := assembleFaultArchive(t, work, reference, list)
+	want := assembleDigest(t, work, reference, list)
 
 	rig.Proxy.SetOptions(faultproxy.Options{Rate: crashRate})
 	for _, seed := range crashSeeds {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			cache := filepath.Join(t.TempDir(), "cache")
 			before := rig.Proxy.Served()
-			runs := fetchUntilDone(t, work, seed, fetchArgs(cache))
+			runs, last := fetchUntilDone(t, work, seed, fetchArgs(cache))
 			served := rig.Proxy.Served() - before
 
 			checkCachedBlobs(t, cache, blobs)
-			if got := assembleFaultArchive(t, work, cache, list); got != want {
+			// The last run reuses what the killed ones committed, continues their partial
+			// blobs and downloads the rest: nothing counted twice, nothing dropped.
+			if sum := last.BytesReused + last.BytesResumed + last.BytesDownloaded; sum != unique {
+				t.Errorf("last run reused %d, resumed %d and downloaded %d bytes: %d in all, "+
+					"want the %d of the blobs", last.BytesReused, last.BytesResumed,
+					last.BytesDownloaded, sum, unique)
+			}
+			if got := assembleDigest(t, work, cache, list); got != want {
 				t.Errorf("archive after %d runs is %s, the uninterrupted run's %s", runs,
 					got, want)
 			}
@@ -115,38 +122,42 @@ func pushCrashCorpus(t testing.TB, rig *faultRig) []rawImage {
 	}
 }
 
-// fetchUntilDone runs dls with args, killing each run at a random point drawn from seed,
-// until a run finishes before its kill; it returns the number of runs.
-func fetchUntilDone(t testing.TB, work string, seed uint64, args []string) int {
+// fetchUntilDone runs dls fetch --json with args, killing each run at a random point
+// drawn from seed, until a run finishes before its kill; it returns the number of runs and
+// the summary of the last.
+func fetchUntilDone(t testing.TB, work string, seed uint64, args []string) (int,
+	faultSummary) {
 	t.Helper()
 
 	t.Logf("kill points from PCG seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
 	for run := 1; run <= crashMaxRuns; run++ {
 		delay := time.Duration(rng.Int64N(int64(crashWindow)))
-		if runOrKill(t, work, delay, args...) {
-			t.Logf("run %d finished before its kill at %s", run, delay)
-			return run
+		if done, stdout := runOrKill(t, work, delay, args...); done {
+			s := decodeFaultSummary(t, stdout)
+			t.Logf("run %d finished before its kill at %s: reused %d bytes, resumed %d, "+
+				"downloaded %d", run, delay, s.BytesReused, s.BytesResumed, s.BytesDownloaded)
+			return run, s
 		}
 		t.Logf("run %d killed after %s", run, delay)
 	}
 
 	t.Fatalf("dls fetch did not finish in %d runs", crashMaxRuns)
-	return 0
+	return 0, faultSummary{}
 }
 
-// runOrKill starts dls with args in dir, in the environment runDLS gives it, and sends it
-// SIGKILL after delay. It returns true when dls exited 0 before that, false when it was
-// killed, and fails t when it exited with an error on its own.
-func runOrKill(t testing.TB, dir string, delay time.Duration, args ...string) bool {
+// runOrKill starts dls with args in dir (with dlsCommand, cachekill_test.go) and sends it
+// SIGKILL after delay. It returns true and the standard output when dls exited 0 before
+// that, false when it was killed, and fails t when it exited with an error on its own.
+func runOrKill(t testing.TB, dir string, delay time.Duration, args ...string) (bool,
+	string) {
 	t.Helper()
 
-	cmd := exec.Command(dlsBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "DOCKER_CONFIG="+t.TempDir(),
-		"GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	var stdout, stderr bytes.Buffer
+	cmd := dlsCommand(t, dir, &stdout, &stderr, args...)
+	// A race-enabled binary sleeps a second at exit unless told not to: a run that is
+	// done would be killed in that sleep.
+	cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dls: %v", err)
 	}
@@ -166,11 +177,17 @@ func runOrKill(t testing.TB, dir string, delay time.Duration, args ...string) bo
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
-		return true
-	case errors.As(err, &exit) && exit.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL:
-		return false
+		return true, stdout.String()
+	case errors.As(err, &exit) && wasKilled(exit):
+		return false, ""
 	}
 	t.Fatalf("dls %s: %v before its kill at %s\nstderr:\n%s", strings.Join(args, " "), err,
 		delay, stderr.String())
-	return false
+	return false, ""
+}
+
+// wasKilled reports whether the process ended by SIGKILL.
+func wasKilled(exit *exec.ExitError) bool {
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -193,27 +191,6 @@ func checkCachedBlobs(t testing.TB, cache string, want map[digest.Digest]testima
 			t.Errorf("cache lacks %s %s (%d bytes)", b.Descriptor.MediaType, d, b.Descriptor.Size)
 		}
 	}
-}
-
-// writeFaultList writes refs as an image list in dir and returns its path.
-func writeFaultList(t testing.TB, dir string, refs []string) string {
-	t.Helper()
-
-	return writeFile(t, dir, "list.txt", strings.Join(refs, "\n")+"\n")
-}
-
-// assembleFaultArchive assembles the images of list from cache and returns the archive's
-// sha256.
-func assembleFaultArchive(t testing.TB, work, cache, list string) digest.Digest {
-	t.Helper()
-
-	out := filepath.Join(t.TempDir(), "images.tar")
-	res := runDLS(t, work, "assemble", "--cache", cache, "-o", out, list)
-	if res.Code != 0 {
-		t.Fatalf("dls assemble --cache %s: exit %d, want 0", cache, res.Code)
-	}
-
-	return fileDigest(t, out)
 }
 
 // faultMiB formats a byte count in MiB for logs.

@@ -16,7 +16,6 @@ import (
 
 	"github.com/dlsproject/dls/assemble"
 	"github.com/dlsproject/dls/cache"
-	"github.com/dlsproject/dls/integration/testimage"
 )
 
 // k3sZstdMemory is the decoder memory cap k3s (rancher/wharfie) reads .tar.zst with; an
@@ -246,5 +245,3 @@ func (a matrixArchive) allImages() []matrixImage {
 	}
 	return images
 }
-
-var _ = testimage.FormatPlatform

@@ -55,7 +55,7 @@ type matrixBuilder struct {
 	other ocispec.Platform
 }
 
-// platformsOf returns host then other, the platforms the matrix's indexes hold.
+// platforms returns host then other, the platforms the matrix's indexes hold.
 func (b *matrixBuilder) platforms() []ocispec.Platform {
 	return []ocispec.Platform{b.host, b.other}
 }

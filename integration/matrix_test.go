@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dlsproject/dls/integration/consumers"
 	"github.com/dlsproject/dls/integration/registrytest"
 	"github.com/dlsproject/dls/integration/testimage"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -21,8 +20,8 @@ const (
 	// not one together.
 	matrixSplitLayer = 192 << 10
 	matrixSplitMax   = 320 << 10
-	// matrixDeepLayers is the layer count of the deep image: past the 125 of Docker's
-	// layer store and the 128 of overlay-based snapshotters' old lowerdir limits.
+	// matrixDeepLayers is the layer count of the deep image, past the 125 layers Docker's
+	// layer store accepts.
 	matrixDeepLayers = 130
 )
 
@@ -58,7 +57,7 @@ func TestMatrix(t *testing.T) {
 			for _, c := range matrixConsumers {
 				t.Run(c.name, func(t *testing.T) {
 					if limit, ok := findLimit(env, v, archive, c.name); ok {
-						checkLimit(t, env, c, archive, limit)
+						checkLimit(t, env, c, v, archive, limit)
 						return
 					}
 					c.check(t, env, v, archive)
@@ -78,7 +77,6 @@ func matrixVariants(t testing.TB, reg *registrytest.Registry) []matrixVariant {
 	if runtime.GOARCH == "arm64" {
 		b.other = testimage.LinuxAMD64
 	}
-	hostOnly := []string{testimage.FormatPlatform(host)}
 	small := b.random(t, 1, matrixLayerSize)
 
 	one := b.pushIndex(t, b.index(t, indexOptions{Layers: small, Hello: true}), "one", "1",
@@ -100,15 +98,17 @@ func matrixVariants(t testing.TB, reg *registrytest.Registry) []matrixVariant {
 		b.zstdLayers(t),
 		b.deepImage(t),
 		b.dockerList(t),
-		b.singleManifests(t),
+		b.singleManifest(t, "single docker schema2 manifest", testimage.Docker,
+			"single-docker"),
+		b.singleManifest(t, "single OCI manifest", testimage.OCI, "single-oci"),
+		b.dockerBesideOCI(t),
 		b.compressed(t, "gzip-compressed archive", "gz", "images.tar.gz"),
 		b.compressed(t, "zstd-compressed archive", "zst", "images.tar.zst"),
 		b.split(t),
 	}
-	_ = hostOnly
 }
 
-// platformsOf returns the platforms dls selects for v, in preference order.
+// selected returns the platforms dls selects for v, in preference order.
 func (v matrixVariant) selected(host ocispec.Platform) []string {
 	if len(v.platforms) > 0 {
 		return v.platforms
@@ -116,7 +116,7 @@ func (v matrixVariant) selected(host ocispec.Platform) []string {
 	return []string{testimage.FormatPlatform(host)}
 }
 
-// slug turns a variant name into a containerd namespace and file name part.
+// slug turns a variant name into a containerd namespace.
 func slug(name string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(name) {

@@ -99,22 +99,26 @@ func (b *matrixBuilder) dockerList(t testing.TB) matrixVariant {
 		run: img.Name}
 }
 
-// singleManifests pushes one Docker schema 2 and one OCI image manifest with no index:
-// the top-level document is the platform manifest itself.
-func (b *matrixBuilder) singleManifests(t testing.TB) matrixVariant {
-	var images []matrixImage
-	for _, f := range []struct {
-		format testimage.Format
-		repo   string
-	}{{testimage.Docker, "single-docker"}, {testimage.OCI, "single-oci"}} {
-		layers := append(b.random(t, 1, matrixLayerSize)(b.host),
-			testimage.HelloLayer(t, b.host.Architecture))
-		main := testimage.NewImage(t, testimage.ImageOptions{Format: f.format,
-			Platform: b.host, Layers: layers, Entrypoint: testimage.HelloEntrypoint})
-		images = append(images, b.pushImage(t, main, f.repo, "1", true))
-	}
-	return matrixVariant{name: "single manifests, docker schema2 and OCI", images: images,
-		run: images[0].Name}
+// singleManifest pushes one image manifest with no index: the top-level document is the
+// platform manifest itself.
+func (b *matrixBuilder) singleManifest(t testing.TB, name string, format testimage.Format,
+	repo string) matrixVariant {
+	layers := append(b.random(t, 1, matrixLayerSize)(b.host),
+		testimage.HelloLayer(t, b.host.Architecture))
+	main := testimage.NewImage(t, testimage.ImageOptions{Format: format, Platform: b.host,
+		Layers: layers, Entrypoint: testimage.HelloEntrypoint})
+	img := b.pushImage(t, main, repo, "1", true)
+	return matrixVariant{name: name, images: []matrixImage{img}, run: img.Name}
+}
+
+// dockerBesideOCI pushes a Docker manifest list and an OCI index: two index.json entries
+// of different media type families.
+func (b *matrixBuilder) dockerBesideOCI(t testing.TB) matrixVariant {
+	small := b.random(t, 1, matrixLayerSize)
+	list := b.index(t, indexOptions{Format: testimage.Docker, Layers: small})
+	return matrixVariant{name: "docker list beside an OCI index", images: []matrixImage{
+		b.pushIndex(t, list, "family-docker", "1", false),
+		b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "family-oci", "2", false)}}
 }
 
 // compressed pushes two images (so podman reads manifest.json) written to output.

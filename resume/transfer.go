@@ -154,7 +154,9 @@ func (f *Fetcher) transferBlob(ctx context.Context, ref reference.Named,
 	res.stats, err = f.client.FetchBlob(ctx, ref, desc, sink)
 	f.stats.transferred(res.stats)
 	if err != nil {
-		return res, fmt.Errorf("fetch blob %s of %s: %w", desc.Digest, ref, err)
+		// FetchBlob's errors already read "fetch blob <digest> of <ref> from <endpoint>: …";
+		// wrapping them again would say it twice.
+		return res, err
 	}
 
 	if err := ing.Commit(); err != nil {
@@ -205,8 +207,6 @@ func (c *counters) transferred(st registry.BlobStats) {
 	defer c.mu.Unlock()
 	c.s.BytesDownloaded += st.Downloaded
 	c.s.BytesResumed += st.Resumed
-	c.s.Retries += st.Retries
-	c.s.Waited += st.Waited
 }
 
 // Stats returns the figures of everything this Fetcher did so far for plan, with elapsed
@@ -236,6 +236,13 @@ func (f *Fetcher) Stats(plan *Plan, elapsed time.Duration) Stats {
 				}
 			}
 		}
+	}
+
+	// Retries and waits come from the client, which sees every request: manifests and
+	// tokens as well as blob bodies.
+	for _, hs := range f.client.Stats() {
+		s.Retries += hs.Retries
+		s.Waited += hs.Waited
 	}
 
 	s.Images = len(plan.Images) + len(plan.Failed)

@@ -35,8 +35,10 @@ const timeCmd = "/usr/bin/time"
 
 // runChild runs name with args, appending its stderr (and a header naming the command) to
 // logPath, and measures wall time and peak RSS (through GNU time when it is installed,
-// else from rusage, which then reads at least the bench's own RSS).
+// else from rusage, which then reads at least the bench's own RSS). It flushes dirty pages
+// first, so that the writeback of what ran before does not slow this command down.
 func runChild(ctx context.Context, logPath, name string, args ...string) childResult {
+	syscall.Sync()
 	ctx, cancel := context.WithTimeout(ctx, childTimeout)
 	defer cancel()
 

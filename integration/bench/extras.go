@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +10,11 @@ import (
 	"slices"
 )
 
-// assembleVsCat times dls assemble of the cold run's cache again, then cat of the same blob
+// assembleRounds is how often assemble and cat each run, alternating; the medians are
+// reported, since the disk's write speed varies from one run to the next.
+const assembleRounds = 3
+
+// assembleVsCat times dls assemble of the cold run's cache again, and cat of the same blob
 // files into one file followed by an fsync (assemble fsyncs its archive too). Both read
 // blobs the fetch just wrote, so both find them in the page cache.
 func (b *bench) assembleVsCat(ctx context.Context, cacheDir, list string) error {
@@ -31,21 +36,37 @@ func (b *bench) assembleVsCat(ctx context.Context, cacheDir, list string) error 
 	archive, catOut := b.path("again-dls.tar"), b.path("cat.out")
 	defer os.Remove(archive)
 	defer os.Remove(catOut)
-	asm := runChild(ctx, b.cfg.logPath, b.cfg.dls, "--log-level", "warn", "--cache",
-		cacheDir, "assemble", "-o", archive, list)
 	script := `out=$1; shift; cat -- "$@" > "$out" && sync -- "$out"`
-	cat := runChild(ctx, b.cfg.logPath, "sh", append([]string{"-c", script, "sh", catOut},
-		files...)...)
-	if err := firstErr(asm.err, cat.err); err != nil {
-		return err
+	catArgs := append([]string{"-c", script, "sh", catOut}, files...)
+	var asm, cat []childResult
+	for range assembleRounds {
+		a := runChild(ctx, b.cfg.logPath, b.cfg.dls, "--log-level", "warn", "--cache",
+			cacheDir, "assemble", "-o", archive, list)
+		c := runChild(ctx, b.cfg.logPath, "sh", catArgs...)
+		if err := firstErr(a.err, c.err); err != nil {
+			return err
+		}
+		asm, cat = append(asm, a), append(cat, c)
 	}
 
-	b.addFact("dls assemble (page cache warm)", "%s, %s/s of blobs, peak RSS %s",
-		seconds(asm.elapsed), human(rate(total, asm.elapsed)), human(asm.maxRSS))
-	b.addFact("cat of the same blob files + fsync", "%s, %s/s (%d files, %s)",
-		seconds(cat.elapsed), human(rate(total, cat.elapsed)), len(files), human(total))
-	b.addFact("dls assemble ÷ cat", "%.2f×", asm.elapsed.Seconds()/cat.elapsed.Seconds())
+	a, c := median(asm), median(cat)
+	b.addFact("dls assemble (page cache warm)", "median of %d: %s, %s/s of blobs, "+
+		"peak RSS %s", assembleRounds, seconds(a.elapsed), human(rate(total, a.elapsed)),
+		human(a.maxRSS))
+	b.addFact("cat of the same blob files + fsync", "median of %d: %s, %s/s (%d files, %s)",
+		assembleRounds, seconds(c.elapsed), human(rate(total, c.elapsed)), len(files),
+		human(total))
+	b.addFact("dls assemble ÷ cat", "%.2f×", a.elapsed.Seconds()/c.elapsed.Seconds())
 	return nil
+}
+
+// median returns the run of median wall time.
+func median(runs []childResult) childResult {
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(x, y childResult) int {
+		return cmp.Compare(x.elapsed, y.elapsed)
+	})
+	return sorted[len(sorted)/2]
 }
 
 // warmRerun runs dls fetch again on the complete cache and counts its requests: the

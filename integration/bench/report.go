@@ -33,8 +33,9 @@ func (b *bench) writeReport(w io.Writer, total time.Duration) {
 	fmt.Fprintf(w, "- wan proxy: %s-%s added per request, %s/s per TCP connection; "+
 		"lossy proxy: RST after %s on each connection\n", b.cfg.latencyMin, b.cfg.latencyMax,
 		human(b.cfg.rate), human(b.cfg.resetEvery))
-	fmt.Fprintf(w, "- floor: every needed blob GET once (top-level documents by tag), %d at a time, bodies "+
-		"discarded; MB/s columns are unique bytes ÷ time\n\n", b.cfg.concurrency)
+	fmt.Fprintf(w, "- floor: every needed blob GET once (top-level documents by tag), %d at "+
+		"a time, bodies discarded; MB/s columns are unique bytes ÷ time\n\n",
+		b.cfg.concurrency)
 
 	fmt.Fprintf(w, "| scenario | tool | time | unique MB/s | ÷ floor | registry sent "+
 		"| proxy delivered | requests at the registry | peak RSS | notes |\n")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -173,6 +174,7 @@ func (b *bench) floor(ctx context.Context, scenario, host string, p *proxy) {
 	before := b.snapshot(p)
 	ctx, cancel := context.WithTimeout(ctx, childTimeout)
 	defer cancel()
+	syscall.Sync()
 	res, err := fetchFloor(ctx, host, b.corpus, b.cfg.concurrency)
 	r := b.measured(row{scenario: scenario,
 		tool: fmt.Sprintf("floor (%d GETs at once)", b.cfg.concurrency), elapsed: res.elapsed,

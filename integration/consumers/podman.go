@@ -17,7 +17,8 @@ import (
 // root, libpod tmpdir and TMPDIR of its own, events off. Nothing touches the host's
 // podman storage, and two Podmans never see each other's images.
 type Podman struct {
-	// Dir holds everything of this podman; the test's cleanup removes it.
+	// Dir holds everything of this podman, directly under /tmp; the test's cleanup
+	// removes it.
 	Dir string
 	// Version is podman's own version ("4.3.1"), for consumer-specific expectations.
 	Version string
@@ -33,7 +34,18 @@ func NewPodman(t testing.TB) *Podman {
 		t.Fatal("start podman: needs root; run the integration tests as root, as CI does")
 	}
 
-	p := &Podman{Dir: t.TempDir()}
+	// Not t.TempDir: podman refuses a run root path longer than 50 bytes.
+	dir, err := os.MkdirTemp("/tmp", "dls-podman-")
+	if err != nil {
+		t.Fatalf("prepare podman storage: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove podman storage: %v", err)
+		}
+	})
+
+	p := &Podman{Dir: dir}
 	for _, sub := range []string{"root", "runroot", "libpod", "tmp"} {
 		if err := os.Mkdir(filepath.Join(p.Dir, sub), 0o700); err != nil {
 			t.Fatalf("prepare podman storage: %v", err)

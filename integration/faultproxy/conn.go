@@ -15,9 +15,10 @@ const (
 	// paceChunk is the largest write while a Rate is in force, so a killed or reset client
 	// loses at most about this much in flight.
 	paceChunk = 16 << 10
-	// paceBurst is the credit an idle rate-capped connection earns: after a pause between
-	// requests, it may send this long's worth of bytes at once, no more.
-	paceBurst = 50 * time.Millisecond
+	// paceBurst is the credit a rate-capped connection may earn: enough to make up for
+	// timers that fire late, too little for a burst that would sit unread in the client's
+	// socket buffer (and be lost when the client is killed).
+	paceBurst = 5 * time.Millisecond
 )
 
 // errReset says the proxy reset the connection on purpose.

@@ -54,7 +54,8 @@ type Request struct {
 	Status int
 	// RetryAfter is the Retry-After header sent, "" when none.
 	RetryAfter string
-	// Fault names the fault applied (FaultStatus, …); "" when the request passed as is.
+	// Fault names the faults applied (FaultStatus, …), joined by commas; "" when the
+	// request passed as is.
 	Fault string
 }
 
@@ -110,26 +111,24 @@ func (h *Handler) Matching(method, path string) []Request {
 }
 
 // Wrap returns next with the handler's faults in front, the form registrytest.Options.Wrap
-// takes.
+// takes. Each request's log entry is complete before its client can see the answer, so a
+// test may read the log as soon as its request returns.
 func (h *Handler) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req := Request{At: time.Now(), Method: r.Method, Path: r.URL.Path,
-			Range: r.Header.Get("Range")}
+		at := time.Now()
 		rule, ok := h.take(r)
+		entry := h.begin(Request{At: at, Method: r.Method, Path: r.URL.Path,
+			Range: r.Header.Get("Range")})
 
-		rec := &recorder{ResponseWriter: w}
+		rec := &recorder{ResponseWriter: w, entry: entry}
 		switch {
 		case !ok:
 			next.ServeHTTP(rec, r)
 		case rule.Status != 0:
-			req.Fault = FaultStatus
-			req.RetryAfter = answerStatus(rec, rule, req.At)
+			answerStatus(rec, rule, at)
 		default:
-			req.Fault = rule.pass(rec, r, next)
+			rule.pass(rec, r, next)
 		}
-
-		req.Status = rec.status
-		h.record(req)
 	})
 }
 
@@ -150,11 +149,34 @@ func (h *Handler) take(r *http.Request) (Rule, bool) {
 	return Rule{}, false
 }
 
-func (h *Handler) record(req Request) {
+// begin logs a request that just arrived; the entry is filled in while it is answered.
+func (h *Handler) begin(req Request) logEntry {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 
 	h.log = append(h.log, req)
+
+	return logEntry{h: h, i: len(h.log) - 1}
+}
+
+// logEntry is one request of a Handler's log, still being answered.
+type logEntry struct {
+	h *Handler
+	i int
+}
+
+func (e logEntry) update(fn func(*Request)) {
+	e.h.mu.Lock()
+	defer e.h.mu.Unlock()
+
+	fn(&e.h.log[e.i])
+}
+
+// addFault records that fault was applied, after any other.
+func (e logEntry) addFault(fault string) {
+	e.update(func(r *Request) {
+		r.Fault = strings.TrimPrefix(r.Fault+","+fault, ",")
+	})
 }
 
 func (rule Rule) matches(r *http.Request) bool {
@@ -162,29 +184,21 @@ func (rule Rule) matches(r *http.Request) bool {
 		strings.Contains(r.URL.Path, rule.Path)
 }
 
-// pass hands r to next with the rule's body faults and returns the faults applied, joined
-// by commas.
-func (rule Rule) pass(w *recorder, r *http.Request, next http.Handler) string {
-	var faults []string
+// pass hands r to next with the rule's body faults.
+func (rule Rule) pass(w *recorder, r *http.Request, next http.Handler) {
 	if rule.IgnoreRange && r.Header.Get("Range") != "" {
 		r = r.Clone(r.Context())
 		r.Header.Del("Range")
 		r.Header.Del("If-Range")
-		faults = append(faults, FaultIgnoreRange)
+		w.entry.addFault(FaultIgnoreRange)
 	}
 
 	w.cutAfter = rule.ShortBody
 	next.ServeHTTP(w, r)
-	if w.cut {
-		faults = append(faults, FaultShortBody)
-	}
-
-	return strings.Join(faults, ",")
 }
 
-// answerStatus writes the rule's status with its Retry-After and a distribution error
-// body, and returns the Retry-After sent.
-func answerStatus(w http.ResponseWriter, rule Rule, now time.Time) string {
+// answerStatus writes the rule's status with its Retry-After and a distribution error body.
+func answerStatus(w *recorder, rule Rule, now time.Time) {
 	retryAfter := rule.RetryAfter
 	if rule.RetryAfterDate > 0 {
 		at := now.Add(rule.RetryAfterDate + time.Second - 1).Truncate(time.Second)
@@ -193,6 +207,7 @@ func answerStatus(w http.ResponseWriter, rule Rule, now time.Time) string {
 	if retryAfter != "" {
 		w.Header().Set("Retry-After", retryAfter)
 	}
+	w.entry.update(func(r *Request) { r.Fault, r.RetryAfter = FaultStatus, retryAfter })
 
 	code := "UNAVAILABLE"
 	if rule.Status == http.StatusTooManyRequests {
@@ -204,6 +219,4 @@ func answerStatus(w http.ResponseWriter, rule Rule, now time.Time) string {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(rule.Status)
 	_, _ = w.Write([]byte(body))
-
-	return retryAfter
 }

@@ -64,6 +64,9 @@ type ConnStats struct {
 // that a reset or a killed client throws away.
 const clientWriteBuffer = 64 << 10
 
+// acceptRetry is the pause after a failed Accept before the next.
+const acceptRetry = 10 * time.Millisecond
+
 // Proxy forwards TCP connections from a loopback port to a target address, with the faults
 // of its Options. Its methods are safe for concurrent use.
 type Proxy struct {
@@ -153,10 +156,17 @@ func (p *Proxy) accept() {
 			return
 		}
 		if err != nil {
+			// A transient failure (out of file descriptors): try again shortly.
+			time.Sleep(acceptRetry)
 			continue
 		}
 
-		c, ok := p.track(nc.(*net.TCPConn))
+		tcp, isTCP := nc.(*net.TCPConn)
+		if !isTCP {
+			_ = nc.Close()
+			continue
+		}
+		c, ok := p.track(tcp)
 		if !ok {
 			_ = nc.Close()
 			return

@@ -193,11 +193,11 @@ func TestNextSlot(t *testing.T) {
 		want time.Time
 	}{
 		{"first write starts from the burst credit", time.Time{},
-			now.Add(-paceBurst + 62500 * time.Microsecond)},
+			now.Add(-paceBurst + 62500*time.Microsecond)},
 		{"a slot in the future is followed on", now.Add(time.Second),
 			now.Add(time.Second + 62500*time.Microsecond)},
-		{"a recent slot keeps its place", now.Add(-10 * time.Millisecond),
-			now.Add(-10*time.Millisecond + 62500*time.Microsecond)},
+		{"a recent slot keeps its place", now.Add(-paceBurst / 2),
+			now.Add(-paceBurst/2 + 62500*time.Microsecond)},
 		{"an old slot earns no more than the burst", now.Add(-time.Hour),
 			now.Add(-paceBurst + 62500*time.Microsecond)},
 	} {

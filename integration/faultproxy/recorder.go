@@ -8,10 +8,11 @@ import (
 // errCut is what the registry's writes get once a short body was cut.
 var errCut = errors.New("body cut short by the fault proxy")
 
-// recorder notes the status a handler answers and, when cutAfter is positive, lets only
+// recorder logs the status a handler answers and, when cutAfter is positive, lets only
 // that many body bytes through before closing the connection under the response.
 type recorder struct {
 	http.ResponseWriter
+	entry    logEntry
 	status   int
 	cutAfter int64
 	written  int64
@@ -22,16 +23,21 @@ type recorder struct {
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *recorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
+	w.logStatus(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *recorder) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
+// logStatus logs the first status written, before the client can see it.
+func (w *recorder) logStatus(code int) {
+	if w.status != 0 {
+		return
 	}
+	w.status = code
+	w.entry.update(func(r *Request) { r.Status = code })
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	w.logStatus(http.StatusOK)
 	if w.cut {
 		return 0, errCut
 	}
@@ -44,6 +50,7 @@ func (w *recorder) Write(p []byte) (int, error) {
 	n, _ := w.ResponseWriter.Write(p[:w.cutAfter-w.written])
 	w.written += int64(n)
 	w.cut = true
+	w.entry.addFault(FaultShortBody)
 	w.closeConn()
 
 	return n, errCut

@@ -1,0 +1,243 @@
+package integration
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dlsproject/dls/integration/consumers"
+	"github.com/dlsproject/dls/integration/testimage"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Consumer names, as subtests and in matrixLimits.
+const (
+	consumerCtrAll       = "ctr import --all-platforms"
+	consumerCtrHost      = "ctr import host platform"
+	consumerPodman       = "podman load"
+	consumerSkopeoDocker = "skopeo inspect docker-archive"
+	consumerSkopeoOCI    = "skopeo inspect oci-archive"
+	consumerDocker       = "docker load"
+)
+
+// matrixEnv holds the consumers every variant shares: one containerd (a namespace per
+// variant), the host's Docker, skopeo, and the versions the limits depend on. Podman gets
+// a private storage per variant.
+type matrixEnv struct {
+	host          ocispec.Platform
+	ctrd          *consumers.Containerd
+	docker        *consumers.Docker
+	dockerVersion string
+	podmanVersion string
+	skopeo        *consumers.Skopeo
+}
+
+func newMatrixEnv(t *testing.T) *matrixEnv {
+	t.Helper()
+
+	env := &matrixEnv{host: hostPlatform(t), ctrd: consumers.StartContainerd(t),
+		docker: consumers.NewDocker(t), skopeo: consumers.NewSkopeo(t)}
+	out, err := consumers.Output(t.Context(), "docker", "version", "--format",
+		"{{.Server.Version}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.dockerVersion = strings.TrimSpace(out)
+	env.podmanVersion = consumers.NewPodman(t).Version
+	t.Logf("consumers: docker %s, podman %s, skopeo %s", env.dockerVersion,
+		env.podmanVersion, env.skopeo.Version)
+	return env
+}
+
+// matrixConsumer is one program reading the archives.
+type matrixConsumer struct {
+	name string
+	// check reads the archive and asserts what the consumer made of it.
+	check func(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive)
+	// attempt reads the archive and returns the consumer's error, for checkLimit.
+	attempt func(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive) error
+}
+
+// matrixConsumers are run on every variant, in this order.
+var matrixConsumers = []matrixConsumer{
+	{name: consumerCtrAll, check: func(t *testing.T, env *matrixEnv, v matrixVariant,
+		a matrixArchive) {
+		checkCtr(t, env, v, a, true)
+	}},
+	{name: consumerCtrHost, check: func(t *testing.T, env *matrixEnv, v matrixVariant,
+		a matrixArchive) {
+		checkCtr(t, env, v, a, false)
+	}},
+	{name: consumerPodman, check: checkPodman, attempt: attemptPodman},
+	{name: consumerSkopeoDocker, check: checkSkopeoDocker, attempt: attemptSkopeoDocker},
+	{name: consumerSkopeoOCI, check: checkSkopeoOCI, attempt: attemptSkopeoOCI},
+	{name: consumerDocker, check: checkDockerLoad, attempt: attemptDockerLoad},
+}
+
+// checkCtr imports every part into one namespace of the shared containerd, from the
+// uncompressed tar: ctr 1.6 does not decompress ("archive/tar: invalid tar header" on a
+// .tar.gz), while k3s decompresses by extension before importing, as decompressArchive
+// does. The images must be named exactly as index.json says, pointing at the top-level
+// digest; the host-platform import then runs the variant's hello image.
+func checkCtr(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive, all bool) {
+	ns := slug(v.name) + "-host"
+	if all {
+		ns = slug(v.name) + "-all"
+	}
+	for _, p := range a.parts {
+		env.ctrd.Import(t, ns, p.Tar, all)
+	}
+
+	want := topDigests(a.allImages())
+	if got := env.ctrd.Images(t, ns); !maps.Equal(got, want) {
+		t.Errorf("ctr images = %v\nwant %v", got, want)
+	}
+	if all || v.run == "" {
+		return
+	}
+
+	wantOut := testimage.HelloOutput(env.host)
+	if got := env.ctrd.Run(t, ns, v.run); got != wantOut {
+		t.Errorf("ctr run %s printed %q, want %q", v.run, got, wantOut)
+	}
+}
+
+// dockerLoaded is what docker load reported for one variant.
+type dockerLoaded struct {
+	names []string
+	ids   []digest.Digest
+}
+
+// attemptDockerLoad loads every part and removes what it loaded when the test ends.
+func attemptDockerLoad(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) error {
+	_, err := dockerLoadParts(t, a)
+	return err
+}
+
+// dockerLoadParts runs docker load on each part's file as written (Docker decompresses it
+// itself) and returns the names and IDs it reports. At cleanup it removes them and the
+// images loaded untagged, which docker load does not always report.
+func dockerLoadParts(t *testing.T, a matrixArchive) (dockerLoaded, error) {
+	var got dockerLoaded
+	t.Cleanup(func() {
+		remove := got
+		for _, img := range a.allImages() {
+			if img.Familiar == "" {
+				remove.ids = append(remove.ids, img.Main.Config.Digest())
+			}
+		}
+		removeDockerImages(t, remove)
+	})
+	for _, p := range a.parts {
+		out, err := consumers.Output(t.Context(), "docker", "load", "-i", p.File)
+		for line := range strings.Lines(out) {
+			line = strings.TrimSpace(line)
+			if name, ok := strings.CutPrefix(line, "Loaded image: "); ok {
+				got.names = append(got.names, name)
+			}
+			if id, ok := strings.CutPrefix(line, "Loaded image ID: "); ok {
+				got.ids = append(got.ids, digest.Digest(id))
+			}
+		}
+		if err != nil {
+			return got, err
+		}
+	}
+	return got, nil
+}
+
+// removeDockerImages untags the names, then deletes the untagged IDs, ignoring images
+// already gone.
+func removeDockerImages(t testing.TB, loaded dockerLoaded) {
+	t.Helper()
+
+	var refs []string
+	refs = append(refs, loaded.names...)
+	for _, id := range loaded.ids {
+		refs = append(refs, id.String())
+	}
+	for _, ref := range refs {
+		_, err := consumers.Output(context.Background(), "docker", "rmi", "--force", ref)
+		if err != nil && !strings.Contains(err.Error(), "No such image") {
+			t.Errorf("remove docker image %s: %v", ref, err)
+		}
+	}
+}
+
+// checkDockerLoad loads the parts into the host's Docker: every tag printed, each tag's
+// image ID the config digest of the first selected platform; then it runs the variant's
+// hello image.
+func checkDockerLoad(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive) {
+	got, err := dockerLoadParts(t, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Logf("docker %s loaded %q, IDs %q", env.dockerVersion, got.names, got.ids)
+	var wantNames []string
+	for _, img := range a.allImages() {
+		if img.Familiar != "" {
+			wantNames = append(wantNames, img.Familiar)
+			checkDockerID(t, img.Familiar, img.Main.Config.Digest())
+		}
+	}
+	var wantIDs []digest.Digest
+	for _, p := range a.parts {
+		wantIDs = append(wantIDs, dockerReportedIDs(t, p)...)
+	}
+	slices.Sort(got.names)
+	slices.Sort(wantNames)
+	if !slices.Equal(got.names, wantNames) || !slices.Equal(got.ids, wantIDs) {
+		t.Errorf("docker load printed names %q and IDs %q\nwant %q and %q", got.names,
+			got.ids, wantNames, wantIDs)
+	}
+	if v.run == "" {
+		return
+	}
+
+	run := slices.IndexFunc(v.images, func(img matrixImage) bool { return img.Name == v.run })
+	wantOut := testimage.HelloOutput(env.host)
+	if out := env.docker.Run(t, v.images[run].Familiar); out != wantOut {
+		t.Errorf("docker run %s printed %q, want %q", v.images[run].Familiar, out, wantOut)
+	}
+}
+
+// dockerReportedIDs is what "Loaded image ID:" lines docker load prints for p. Docker
+// (20.10 to 28, tarexport.Load) counts the tags of the last manifest.json item only: when
+// that item has none it prints the ID of every item, tagged or not, and otherwise none,
+// so an untagged image before the last is loaded without a word. Each item's ID is its
+// config digest.
+func dockerReportedIDs(t testing.TB, p matrixPart) []digest.Digest {
+	t.Helper()
+
+	var items []manifestItem
+	entryJSON(t, p.Entries, "manifest.json", &items)
+	if len(items) == 0 || len(items[len(items)-1].RepoTags) > 0 {
+		return nil
+	}
+
+	var ids []digest.Digest
+	for _, it := range items {
+		hex, _ := strings.CutPrefix(it.Config, "blobs/sha256/")
+		ids = append(ids, digest.NewDigestFromEncoded(digest.SHA256, hex))
+	}
+	return ids
+}
+
+// checkDockerID checks that Docker's image name has the image ID want.
+func checkDockerID(t *testing.T, name string, want digest.Digest) {
+	t.Helper()
+
+	out, err := consumers.Output(t.Context(), "docker", "image", "inspect", "--format",
+		"{{.Id}}", name)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if got := digest.Digest(strings.TrimSpace(out)); got != want {
+		t.Errorf("docker image %s has ID %s, want the config digest %s", name, got, want)
+	}
+}

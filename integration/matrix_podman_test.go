@@ -1,0 +1,221 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/dlsproject/dls/integration/consumers"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// podmanNames are the names podman load reports for a variant, and the images it then
+// holds by name (Digest empty where podman generated the manifest it stored).
+type podmanNames struct {
+	loaded []string
+	images map[string]consumers.PodmanImage
+}
+
+// podmanExpect says how podman 4 names the images of part p.
+//
+// With one index.json entry podman reads the archive as oci-archive and names the image
+// from io.containerd.image.name (the full reference), storing the top-level digest.
+// Otherwise it reads manifest.json as docker-archive and names each image from its RepoTags
+// entry, put through its own normalisation: a familiar name without a registry
+// ("dls-matrix/x:1") gets "localhost/", not "docker.io/". An untagged item is loaded by ID.
+func podmanExpect(p matrixPart) podmanNames {
+	want := podmanNames{images: map[string]consumers.PodmanImage{}}
+	if p.IndexEntries == 1 {
+		img := p.Images[0]
+		want.loaded = []string{img.Name}
+		want.images[img.Name] = consumers.PodmanImage{ID: img.Main.Config.Digest(),
+			Digest: img.Top.Digest()}
+		return want
+	}
+
+	for _, img := range p.Images {
+		name := "localhost/" + img.Familiar
+		if img.Familiar == "" {
+			name = img.Main.Config.Digest().String()
+		}
+		want.loaded = append(want.loaded, name)
+		want.images[name] = consumers.PodmanImage{ID: img.Main.Config.Digest()}
+	}
+	return want
+}
+
+// attemptPodman loads every part into a new private podman storage.
+func attemptPodman(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) error {
+	pm := consumers.NewPodman(t)
+	for _, p := range a.parts {
+		if _, err := pm.Load(t.Context(), p.File); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPodman loads every part, as written (podman decompresses it), into a private
+// storage and checks the names reported and the images stored.
+func checkPodman(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) {
+	pm := consumers.NewPodman(t)
+	want := podmanNames{images: map[string]consumers.PodmanImage{}}
+	var loaded []string
+	for _, p := range a.parts {
+		names, err := pm.Load(t.Context(), p.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaded = append(loaded, names...)
+		w := podmanExpect(p)
+		want.loaded = append(want.loaded, w.loaded...)
+		for name, img := range w.images {
+			want.images[name] = img
+		}
+	}
+
+	t.Logf("podman %s loaded %q", pm.Version, loaded)
+	slices.Sort(loaded)
+	slices.Sort(want.loaded)
+	if !slices.Equal(loaded, want.loaded) {
+		t.Errorf("podman load reported %q\nwant %q", loaded, want.loaded)
+	}
+	got := pm.Images(t)
+	for name, w := range want.images {
+		g, ok := got[name]
+		if !ok || g.ID != w.ID || w.Digest != "" && g.Digest != w.Digest {
+			t.Errorf("podman image %s = %+v (present %v), want %+v", name, g, ok, w)
+		}
+	}
+	if len(got) != len(want.images) {
+		t.Errorf("podman holds %d names %v, want %d", len(got), got, len(want.images))
+	}
+}
+
+// attemptSkopeoDocker inspects every image through docker-archive.
+func attemptSkopeoDocker(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) error {
+	for _, p := range a.parts {
+		for _, img := range p.Images {
+			if _, err := env.skopeo.Inspect(t.Context(), dockerArchiveRef(t, p, img)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkSkopeoDocker inspects every image through docker-archive: (manifest.json), which
+// serves layers uncompressed: its layers must be the DiffIDs of the first selected
+// platform, its generated manifest must name that config, and its digest hash that
+// manifest.
+func checkSkopeoDocker(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) {
+	for _, p := range a.parts {
+		for _, img := range p.Images {
+			ref := dockerArchiveRef(t, p, img)
+			got, err := env.skopeo.Inspect(t.Context(), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			var m ocispec.Manifest
+			if err := json.Unmarshal(got.Raw, &m); err != nil {
+				t.Fatalf("decode skopeo's manifest of %s: %v\n%s", ref, err, got.Raw)
+			}
+			if got.Digest != digest.FromBytes(got.Raw) || m.Config.Digest !=
+				img.Main.Config.Digest() || !slices.Equal(got.Layers, img.Main.DiffIDs) ||
+				got.Architecture != img.Main.Platform.Architecture {
+				t.Errorf("skopeo inspect %s = digest %s, config %s, layers %v, %s\n"+
+					"want digest of the manifest, config %s, layers %v, %s", ref, got.Digest,
+					m.Config.Digest, got.Layers, got.Architecture, img.Main.Config.Digest(),
+					img.Main.DiffIDs, img.Main.Platform.Architecture)
+			}
+		}
+	}
+}
+
+// dockerArchiveRef addresses img in p: the file alone when manifest.json has one item, else
+// by tag, or by item index for an untagged image.
+func dockerArchiveRef(t testing.TB, p matrixPart, img matrixImage) string {
+	t.Helper()
+
+	var items []manifestItem
+	entryJSON(t, p.Entries, "manifest.json", &items)
+	switch {
+	case len(items) == 1:
+		return "docker-archive:" + p.File
+	case img.Familiar != "":
+		return "docker-archive:" + p.File + ":" + img.Familiar
+	}
+
+	config := "blobs/sha256/" + img.Main.Config.Digest().Encoded()
+	i := slices.IndexFunc(items, func(it manifestItem) bool { return it.Config == config })
+	if i < 0 {
+		t.Fatalf("%s: manifest.json has no item for %s", p.File, img.Name)
+	}
+	return fmt.Sprintf("docker-archive:%s:@%d", p.File, i)
+}
+
+// skopeoOCIRef addresses img in p through oci-archive: by the file alone when index.json
+// has one entry, as podman does, else by ref.name, which the variants keep unique in each
+// archive.
+func skopeoOCIRef(t testing.TB, p matrixPart, img matrixImage) string {
+	t.Helper()
+
+	if p.IndexEntries == 1 {
+		return "oci-archive:" + p.File
+	}
+	if n := countRefName(p, img.RefName); n > 1 {
+		t.Fatalf("%s: %d entries have ref.name %q, which oci-archive cannot tell apart; "+
+			"give the variant's images different tags", p.File, n, img.RefName)
+	}
+	return "oci-archive:" + p.File + ":" + img.RefName
+}
+
+// attemptSkopeoOCI inspects every image through oci-archive.
+func attemptSkopeoOCI(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) error {
+	for _, p := range a.parts {
+		for _, img := range p.Images {
+			if _, err := env.skopeo.Inspect(t.Context(), skopeoOCIRef(t, p, img)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkSkopeoOCI inspects every image through oci-archive: (index.json): the top-level
+// document must be the registry's bytes, and the layers those of the host platform.
+func checkSkopeoOCI(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) {
+	for _, p := range a.parts {
+		for _, img := range p.Images {
+			ref := skopeoOCIRef(t, p, img)
+			got, err := env.skopeo.Inspect(t.Context(), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			var want []digest.Digest
+			for _, l := range img.Main.Layers {
+				want = append(want, l.Digest())
+			}
+			if got.Digest != img.Top.Digest() || string(got.Raw) != string(img.Top.Data) ||
+				!slices.Equal(got.Layers, want) {
+				t.Errorf("skopeo inspect %s = digest %s, layers %v\nwant %s, layers %v",
+					ref, got.Digest, got.Layers, img.Top.Digest(), want)
+			}
+		}
+	}
+}
+
+// countRefName counts p's images whose ref.name is refName.
+func countRefName(p matrixPart, refName string) int {
+	n := 0
+	for _, img := range p.Images {
+		if img.RefName == refName {
+			n++
+		}
+	}
+	return n
+}
