@@ -25,6 +25,24 @@ func (c *Cache) PutImage(img Image) error {
 	return c.putImages([]Image{img})
 }
 
+// PutImages records several images as PutImage does, in one transaction and with one
+// index.json rewrite: recording a fleet image by image would rewrite index.json, which lists
+// every image, once per image.
+func (c *Cache) PutImages(images []Image) error {
+	err := c.checkWritable(fmt.Sprintf("put %d images", len(images)))
+	if err != nil {
+		return err
+	}
+	if len(images) == 0 {
+		return nil
+	}
+
+	c.imageMu.Lock()
+	defer c.imageMu.Unlock()
+
+	return c.putImages(images)
+}
+
 // putImages records images in one transaction, then rewrites index.json. The caller holds
 // imageMu.
 func (c *Cache) putImages(images []Image) error {

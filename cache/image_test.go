@@ -1,8 +1,11 @@
 package cache
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -125,4 +128,48 @@ func TestMissingCountsTruncatedBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustReadBlob(t, c, descs[0].Digest, datas[0])
+}
+
+func TestPutImagesRecordsAllInOneIndex(t *testing.T) {
+	rng := newRand(t)
+	c := openCache(t, t.TempDir())
+	descs, _ := putBlobs(t, c, rng, 10, 20, 30)
+	batch := []Image{
+		testImage("example.com/c:1", descs[2]),
+		testImage("example.com/a:1", descs[0]),
+		testImage("example.com/b:1", descs[1]),
+	}
+
+	if err := c.PutImages(batch); err != nil {
+		t.Fatal(err)
+	}
+
+	images, err := c.Images()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, img := range images {
+		names = append(names, img.Name)
+	}
+	want := []string{"example.com/a:1", "example.com/b:1", "example.com/c:1"}
+	if !slices.Equal(names, want) {
+		t.Errorf("Images = %v, want %v", names, want)
+	}
+
+	var index ocispec.Index
+	raw, err := os.ReadFile(filepath.Join(c.Dir(), "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &index); err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, d := range index.Manifests {
+		listed = append(listed, d.Annotations["io.containerd.image.name"])
+	}
+	if !slices.Equal(listed, want) {
+		t.Errorf("index.json names = %v, want %v", listed, want)
+	}
 }

@@ -2,11 +2,13 @@ package integration
 
 import (
 	"compress/gzip"
+	"fmt"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,13 +16,12 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/dlsproject/dls/assemble"
-	"github.com/dlsproject/dls/cache"
+	"github.com/dlsproject/dls/integration/testimage"
 )
 
-// k3sZstdMemory is the decoder memory cap k3s (rancher/wharfie) reads .tar.zst with; an
+// matrixK3sZstdMemory is the decoder memory cap k3s (rancher/wharfie) reads .tar.zst with; an
 // archive whose zstd window exceeds it does not import there.
-const k3sZstdMemory = 1 << 25
+const matrixK3sZstdMemory = 1 << 25
 
 // matrixArchive is what dls wrote for one variant: one part, or several when split.
 type matrixArchive struct {
@@ -40,71 +41,88 @@ type matrixPart struct {
 	Entries      []tarEntry
 }
 
-// buildMatrixArchive fetches v's images into a new cache with the dls binary and writes
-// the archive: with dls assemble, or, for a split, with assemble.WriteFile.
+// buildMatrixArchive fetches v's images into a new cache and writes the archive, with the
+// dls binary.
 func buildMatrixArchive(t *testing.T, v matrixVariant, registries string) matrixArchive {
 	t.Helper()
 
 	work := t.TempDir()
-	cacheDir := filepath.Join(work, "cache")
 	var refs []string
 	for _, img := range v.images {
 		refs = append(refs, img.Ref)
 	}
 	list := writeFile(t, work, "images.txt", strings.Join(refs, "\n")+"\n")
+	cacheDir := filepath.Join(work, "cache")
 
 	fetch := []string{"fetch", "--cache", cacheDir, "--registries", registries}
-	for _, p := range v.selected(hostPlatform(t)) {
+	platforms := v.platforms
+	if len(platforms) == 0 {
+		platforms = []string{testimage.FormatPlatform(hostPlatform(t))}
+	}
+	for _, p := range platforms {
 		fetch = append(fetch, "--platform", p)
 	}
 	if res := runDLS(t, work, append(fetch, list)...); res.Code != 0 {
 		t.Fatalf("dls fetch: exit %d, want 0", res.Code)
 	}
 
-	output := v.output
-	if output == "" {
-		output = "images.tar"
-	}
-	out := filepath.Join(work, output)
-	files := []string{out}
-	if v.maxSize > 0 {
-		files = assembleSplit(t, cacheDir, out, v)
-	} else if res := runDLS(t, work, "assemble", "--cache", cacheDir, "-o", out,
-		list); res.Code != 0 {
-		t.Fatalf("dls assemble: exit %d, want 0", res.Code)
-	}
-
 	var a matrixArchive
-	for _, f := range files {
+	for _, f := range assembleMatrix(t, v, work, cacheDir, list) {
 		a.parts = append(a.parts, readMatrixPart(t, v, f))
 	}
 	return a
 }
 
-// assembleSplit writes v's images with assemble.WriteFile and MaxSize, as dls assemble
-// has no flag for it.
-//
-// TODO: call dls assemble --max-size once cmd/dls has the flag, so the split goes through
-// the binary like every other variant.
-func assembleSplit(t testing.TB, cacheDir, out string, v matrixVariant) []string {
+// assembleMatrix runs dls assemble as v says and returns the archives it wrote.
+func assembleMatrix(t *testing.T, v matrixVariant, work, cacheDir, list string) []string {
 	t.Helper()
 
-	store, err := cache.Open(cacheDir, cache.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
+	output := v.output
+	if output == "" {
+		output = "images.tar"
 	}
-	defer store.Close()
+	out := filepath.Join(work, output)
+	args := []string{"assemble", "--cache", cacheDir, "-o", out}
+	for _, p := range v.assemble {
+		args = append(args, "--platform", p)
+	}
+	if v.maxSize > 0 {
+		args = append(args, "--max-size", strconv.FormatInt(v.maxSize, 10))
+	}
+	if res := runDLS(t, work, append(args, list)...); res.Code != 0 {
+		t.Fatalf("dls assemble: exit %d, want 0", res.Code)
+	}
 
-	var names []string
-	for _, img := range v.images {
-		names = append(names, img.Name)
+	if v.maxSize > 0 {
+		return matrixSplitParts(t, out, len(v.images))
 	}
-	res, err := assemble.WriteFile(t.Context(), store, out,
-		assemble.Options{Images: names, MaxSize: v.maxSize})
-	if err != nil {
-		t.Fatalf("assemble %s with MaxSize %d: %v", out, v.maxSize, err)
+	return []string{out}
+}
+
+// matrixSplitParts returns the archives a split of out into n parts must have written, "-1",
+// "-2"… before the suffix, failing t when one is missing or out itself exists.
+func matrixSplitParts(t testing.TB, out string, n int) []string {
+	t.Helper()
+
+	suffix := ".tar"
+	for _, s := range []string{".tar.gz", ".tar.zst"} {
+		if strings.HasSuffix(out, s) {
+			suffix = s
+		}
 	}
-	return res.Files
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("a split wrote %s itself, want only numbered parts", out)
+	}
+
+	var parts []string
+	for i := 1; i <= n; i++ {
+		part := fmt.Sprintf("%s-%d%s", strings.TrimSuffix(out, suffix), i, suffix)
+		if _, err := os.Stat(part); err != nil {
+			t.Fatalf("split into %d parts: %v", n, err)
+		}
+		parts = append(parts, part)
+	}
+	return parts
 }
 
 // readMatrixPart decompresses file (next to it) when its name says it is compressed,
@@ -112,7 +130,7 @@ func assembleSplit(t testing.TB, cacheDir, out string, v matrixVariant) []string
 func readMatrixPart(t testing.TB, v matrixVariant, file string) matrixPart {
 	t.Helper()
 
-	p := matrixPart{File: file, Tar: decompressArchive(t, file)}
+	p := matrixPart{File: file, Tar: matrixDecompress(t, file)}
 	p.Entries = readTar(t, p.Tar)
 	var index ocispec.Index
 	entryJSON(t, p.Entries, "index.json", &index)
@@ -128,10 +146,10 @@ func readMatrixPart(t testing.TB, v matrixVariant, file string) matrixPart {
 	return p
 }
 
-// decompressArchive returns the path of file's tar: file itself when it is one, else a
+// matrixDecompress returns the path of file's tar: file itself when it is one, else a
 // decompressed copy beside it. zstd is decoded under k3s's memory cap, so an archive with
 // too large a window fails here as it would fail in k3s.
-func decompressArchive(t testing.TB, file string) string {
+func matrixDecompress(t testing.TB, file string) string {
 	t.Helper()
 
 	in, err := os.Open(file)
@@ -151,7 +169,7 @@ func decompressArchive(t testing.TB, file string) string {
 		}
 		r = zr
 	case strings.HasSuffix(file, ".tar.zst"):
-		zr, err := zstd.NewReader(in, zstd.WithDecoderMaxMemory(k3sZstdMemory))
+		zr, err := zstd.NewReader(in, zstd.WithDecoderMaxMemory(matrixK3sZstdMemory))
 		if err != nil {
 			t.Fatalf("decompress %s: %v", file, err)
 		}
@@ -195,7 +213,7 @@ func checkMatrixArchive(t *testing.T, v matrixVariant, a matrixArchive) {
 			t.Errorf("%s: index.json has %d entries, %d of them the variant's images",
 				p.File, p.IndexEntries, len(p.Images))
 		}
-		checkPartEntries(t, p, want)
+		checkMatrixPartEntries(t, p, want)
 	}
 	for _, img := range v.images {
 		if _, ok := seen[img.Name]; !ok {
@@ -208,8 +226,8 @@ func checkMatrixArchive(t *testing.T, v matrixVariant, a matrixArchive) {
 	}
 }
 
-// checkPartEntries checks the order and uniqueness of p's entries and its blob set.
-func checkPartEntries(t *testing.T, p matrixPart, want map[digest.Digest]bool) {
+// checkMatrixPartEntries checks the order and uniqueness of p's entries and its blob set.
+func checkMatrixPartEntries(t *testing.T, p matrixPart, want map[digest.Digest]bool) {
 	t.Helper()
 
 	var names []string

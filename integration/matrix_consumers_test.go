@@ -31,10 +31,15 @@ type matrixEnv struct {
 	ctrd          *consumers.Containerd
 	docker        *consumers.Docker
 	dockerVersion string
-	podmanVersion string
-	skopeo        *consumers.Skopeo
+	// dockerContainerdStore says Docker keeps images in containerd (Docker ≥ 29 default)
+	// rather than in its graphdriver layer store.
+	dockerContainerdStore bool
+	podmanVersion         string
+	skopeo                *consumers.Skopeo
 }
 
+// newMatrixEnv starts the private containerd, checks Docker, podman and skopeo, and reads
+// their versions.
 func newMatrixEnv(t *testing.T) *matrixEnv {
 	t.Helper()
 
@@ -46,6 +51,12 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 		t.Fatal(err)
 	}
 	env.dockerVersion = strings.TrimSpace(out)
+	out, err = consumers.Output(t.Context(), "docker", "info", "--format",
+		"{{json .DriverStatus}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.dockerContainerdStore = strings.Contains(out, "io.containerd.snapshotter")
 	env.podmanVersion = consumers.NewPodman(t).Version
 	t.Logf("consumers: docker %s, podman %s, skopeo %s", env.dockerVersion,
 		env.podmanVersion, env.skopeo.Version)
@@ -57,41 +68,41 @@ type matrixConsumer struct {
 	name string
 	// check reads the archive and asserts what the consumer made of it.
 	check func(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive)
-	// attempt reads the archive and returns the consumer's error, for checkLimit.
+	// attempt reads the archive and returns the consumer's error, for checkMatrixLimit.
 	attempt func(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive) error
 }
 
-// matrixConsumers are run on every variant, in this order.
+// matrixConsumers read every variant's archive, concurrently.
 var matrixConsumers = []matrixConsumer{
 	{name: consumerCtrAll, check: func(t *testing.T, env *matrixEnv, v matrixVariant,
 		a matrixArchive) {
-		checkCtr(t, env, v, a, true)
+		checkMatrixCtr(t, env, v, a, true)
 	}},
 	{name: consumerCtrHost, check: func(t *testing.T, env *matrixEnv, v matrixVariant,
 		a matrixArchive) {
-		checkCtr(t, env, v, a, false)
+		checkMatrixCtr(t, env, v, a, false)
 	}},
-	{name: consumerPodman, check: checkPodman, attempt: attemptPodman},
-	{name: consumerSkopeoDocker, check: checkSkopeoDocker, attempt: attemptSkopeoDocker},
-	{name: consumerSkopeoOCI, check: checkSkopeoOCI, attempt: attemptSkopeoOCI},
-	{name: consumerDocker, check: checkDockerLoad, attempt: attemptDockerLoad},
+	{name: consumerPodman, check: checkMatrixPodman, attempt: attemptMatrixPodman},
+	{name: consumerSkopeoDocker, check: checkMatrixSkopeoDocker, attempt: attemptMatrixSkopeoDocker},
+	{name: consumerSkopeoOCI, check: checkMatrixSkopeoOCI, attempt: attemptMatrixSkopeoOCI},
+	{name: consumerDocker, check: checkMatrixDockerLoad, attempt: attemptMatrixDockerLoad},
 }
 
-// checkCtr imports every part into one namespace of the shared containerd, from the
+// checkMatrixCtr imports every part into one namespace of the shared containerd, from the
 // uncompressed tar: ctr 1.6 does not decompress ("archive/tar: invalid tar header" on a
-// .tar.gz), while k3s decompresses by extension before importing, as decompressArchive
+// .tar.gz), while k3s decompresses by extension before importing, as matrixDecompress
 // does. The images must be named exactly as index.json says, pointing at the top-level
 // digest; the host-platform import then runs the variant's hello image.
-func checkCtr(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive, all bool) {
-	ns := slug(v.name) + "-host"
+func checkMatrixCtr(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive, all bool) {
+	ns := matrixSlug(v.name) + "-host"
 	if all {
-		ns = slug(v.name) + "-all"
+		ns = matrixSlug(v.name) + "-all"
 	}
 	for _, p := range a.parts {
 		env.ctrd.Import(t, ns, p.Tar, all)
 	}
 
-	want := topDigests(a.allImages())
+	want := matrixTopDigests(a.allImages())
 	if got := env.ctrd.Images(t, ns); !maps.Equal(got, want) {
 		t.Errorf("ctr images = %v\nwant %v", got, want)
 	}
@@ -105,23 +116,23 @@ func checkCtr(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive, al
 	}
 }
 
-// dockerLoaded is what docker load reported for one variant.
-type dockerLoaded struct {
+// matrixDockerLoaded is what docker load reported for one variant.
+type matrixDockerLoaded struct {
 	names []string
 	ids   []digest.Digest
 }
 
-// attemptDockerLoad loads every part and removes what it loaded when the test ends.
-func attemptDockerLoad(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) error {
-	_, err := dockerLoadParts(t, a)
+// attemptMatrixDockerLoad loads every part and removes what it loaded when the test ends.
+func attemptMatrixDockerLoad(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) error {
+	_, err := matrixDockerLoad(t, a)
 	return err
 }
 
-// dockerLoadParts runs docker load on each part's file as written (Docker decompresses it
+// matrixDockerLoad runs docker load on each part's file as written (Docker decompresses it
 // itself) and returns the names and IDs it reports. At cleanup it removes them and the
 // images loaded untagged, which docker load does not always report.
-func dockerLoadParts(t *testing.T, a matrixArchive) (dockerLoaded, error) {
-	var got dockerLoaded
+func matrixDockerLoad(t *testing.T, a matrixArchive) (matrixDockerLoaded, error) {
+	var got matrixDockerLoaded
 	t.Cleanup(func() {
 		remove := got
 		for _, img := range a.allImages() {
@@ -129,7 +140,7 @@ func dockerLoadParts(t *testing.T, a matrixArchive) (dockerLoaded, error) {
 				remove.ids = append(remove.ids, img.Main.Config.Digest())
 			}
 		}
-		removeDockerImages(t, remove)
+		matrixRemoveDocker(t, remove)
 	})
 	for _, p := range a.parts {
 		out, err := consumers.Output(t.Context(), "docker", "load", "-i", p.File)
@@ -149,9 +160,9 @@ func dockerLoadParts(t *testing.T, a matrixArchive) (dockerLoaded, error) {
 	return got, nil
 }
 
-// removeDockerImages untags the names, then deletes the untagged IDs, ignoring images
+// matrixRemoveDocker untags the names, then deletes the untagged IDs, ignoring images
 // already gone.
-func removeDockerImages(t testing.TB, loaded dockerLoaded) {
+func matrixRemoveDocker(t testing.TB, loaded matrixDockerLoaded) {
 	t.Helper()
 
 	var refs []string
@@ -167,11 +178,16 @@ func removeDockerImages(t testing.TB, loaded dockerLoaded) {
 	}
 }
 
-// checkDockerLoad loads the parts into the host's Docker: every tag printed, each tag's
+// checkMatrixDockerLoad loads the parts into the host's Docker: every tag printed, each tag's
 // image ID the config digest of the first selected platform; then it runs the variant's
 // hello image.
-func checkDockerLoad(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive) {
-	got, err := dockerLoadParts(t, a)
+//
+// TODO: these are the graphdriver store's answers (Debian 12's Docker 20.10, and Docker ≤
+// 28 by default). Docker 29 on the containerd store reads index.json, prints every name
+// and uses top-level digests as IDs (FORMATS.md §2.2); add its expectations once CI runs
+// such a daemon.
+func checkMatrixDockerLoad(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive) {
+	got, err := matrixDockerLoad(t, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,12 +197,12 @@ func checkDockerLoad(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArch
 	for _, img := range a.allImages() {
 		if img.Familiar != "" {
 			wantNames = append(wantNames, img.Familiar)
-			checkDockerID(t, img.Familiar, img.Main.Config.Digest())
+			matrixCheckDockerID(t, img.Familiar, img.Main.Config.Digest())
 		}
 	}
 	var wantIDs []digest.Digest
 	for _, p := range a.parts {
-		wantIDs = append(wantIDs, dockerReportedIDs(t, p)...)
+		wantIDs = append(wantIDs, matrixDockerIDs(t, p)...)
 	}
 	slices.Sort(got.names)
 	slices.Sort(wantNames)
@@ -205,12 +221,13 @@ func checkDockerLoad(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArch
 	}
 }
 
-// dockerReportedIDs is what "Loaded image ID:" lines docker load prints for p. Docker
-// (20.10 to 28, tarexport.Load) counts the tags of the last manifest.json item only: when
+// matrixDockerIDs is what "Loaded image ID:" lines docker load prints for p. Docker's
+// graphdriver load (tarexport.Load, seen on 20.10, the same code in current moby) counts
+// the tags of the last manifest.json item only: when
 // that item has none it prints the ID of every item, tagged or not, and otherwise none,
 // so an untagged image before the last is loaded without a word. Each item's ID is its
 // config digest.
-func dockerReportedIDs(t testing.TB, p matrixPart) []digest.Digest {
+func matrixDockerIDs(t testing.TB, p matrixPart) []digest.Digest {
 	t.Helper()
 
 	var items []manifestItem
@@ -227,8 +244,8 @@ func dockerReportedIDs(t testing.TB, p matrixPart) []digest.Digest {
 	return ids
 }
 
-// checkDockerID checks that Docker's image name has the image ID want.
-func checkDockerID(t *testing.T, name string, want digest.Digest) {
+// matrixCheckDockerID checks that Docker's image name has the image ID want.
+func matrixCheckDockerID(t *testing.T, name string, want digest.Digest) {
 	t.Helper()
 
 	out, err := consumers.Output(t.Context(), "docker", "image", "inspect", "--format",

@@ -60,8 +60,8 @@ func (b *matrixBuilder) platforms() []ocispec.Platform {
 	return []ocispec.Platform{b.host, b.other}
 }
 
-// indexOptions describe a multi-platform image of the matrix.
-type indexOptions struct {
+// matrixIndexOptions describe a multi-platform image of the matrix.
+type matrixIndexOptions struct {
 	Format testimage.Format
 	// Platforms defaults to host then other.
 	Platforms []ocispec.Platform
@@ -74,7 +74,7 @@ type indexOptions struct {
 }
 
 // index builds an index with attestations from opts.
-func (b *matrixBuilder) index(t testing.TB, opts indexOptions) testimage.Index {
+func (b *matrixBuilder) index(t testing.TB, opts matrixIndexOptions) testimage.Index {
 	t.Helper()
 
 	plats := opts.Platforms
@@ -131,7 +131,7 @@ func (b *matrixBuilder) pushIndex(t testing.TB, idx testimage.Index, repo, tag s
 	if !ok {
 		t.Fatalf("matrix index for %s has no %s image", repo, testimage.FormatPlatform(b.host))
 	}
-	img := tagged(matrixRepo+repo, tag)
+	img := matrixTagged(matrixRepo+repo, tag)
 	img.Top, img.Index, img.Main, img.Hello = idx.Index, &idx, main, hello
 	return img
 }
@@ -142,34 +142,34 @@ func (b *matrixBuilder) pushImage(t testing.TB, main testimage.Image, repo, tag 
 	t.Helper()
 
 	main.Push(t, b.reg, matrixRepo+repo, tag)
-	img := tagged(matrixRepo+repo, tag)
+	img := matrixTagged(matrixRepo+repo, tag)
 	img.Top, img.Main, img.Hello = main.Manifest, main, hello
 	return img
 }
 
-// tagged names path:tag of Docker Hub in every form.
-func tagged(path, tag string) matrixImage {
+// matrixTagged names path:tag of Docker Hub in every form.
+func matrixTagged(path, tag string) matrixImage {
 	ref := "docker.io/" + path + ":" + tag
 	return matrixImage{Ref: ref, Repo: path, Name: ref, RefName: tag,
 		Familiar: path + ":" + tag}
 }
 
-// pinned turns img into a reference by digest only: no tag anywhere, the digest reference
+// matrixPinned turns img into a reference by digest only: no tag anywhere, the digest reference
 // as both annotations, nothing in RepoTags.
-func pinned(img matrixImage) matrixImage {
+func matrixPinned(img matrixImage) matrixImage {
 	ref := "docker.io/" + img.Repo + "@" + img.Top.Digest().String()
 	img.Ref, img.Name, img.RefName, img.Familiar = ref, ref, ref, ""
 	return img
 }
 
-// tagAndDigest turns img into a name:tag@digest reference, which dls names by its tag.
-func tagAndDigest(img matrixImage) matrixImage {
+// matrixTagAndDigest turns img into a name:tag@digest reference, which dls names by its tag.
+func matrixTagAndDigest(img matrixImage) matrixImage {
 	img.Ref = img.Name + "@" + img.Top.Digest().String()
 	return img
 }
 
-// topDigests returns name → top-level digest, what index.json and containerd must show.
-func topDigests(images []matrixImage) map[string]digest.Digest {
+// matrixTopDigests returns name → top-level digest, what index.json and containerd must show.
+func matrixTopDigests(images []matrixImage) map[string]digest.Digest {
 	names := map[string]digest.Digest{}
 	for _, img := range images {
 		names[img.Name] = img.Top.Digest()

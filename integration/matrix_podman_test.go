@@ -11,22 +11,27 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// podmanNames are the names podman load reports for a variant, and the images it then
+// matrixPodmanNames are the names podman load reports for a variant, and the images it then
 // holds by name (Digest empty where podman generated the manifest it stored).
-type podmanNames struct {
+type matrixPodmanNames struct {
 	loaded []string
 	images map[string]consumers.PodmanImage
 }
 
-// podmanExpect says how podman 4 names the images of part p.
+// matrixPodmanExpect says how podman 4 names the images of part p.
 //
 // With one index.json entry podman reads the archive as oci-archive and names the image
 // from io.containerd.image.name (the full reference), storing the top-level digest.
 // Otherwise it reads manifest.json as docker-archive and names each image from its RepoTags
 // entry, put through its own normalisation: a familiar name without a registry
 // ("dls-matrix/x:1") gets "localhost/", not "docker.io/". An untagged item is loaded by ID.
-func podmanExpect(p matrixPart) podmanNames {
-	want := podmanNames{images: map[string]consumers.PodmanImage{}}
+//
+// TODO: the localhost/ names come from the archive: manifest.json holds familiar RepoTags,
+// as docker save writes them. Fully qualified ones ("docker.io/dls-matrix/x:1") make podman
+// name every image as containerd does, and docker load and go-containerregistry read them
+// the same; once assemble writes them, expect img.Name here too.
+func matrixPodmanExpect(p matrixPart) matrixPodmanNames {
+	want := matrixPodmanNames{images: map[string]consumers.PodmanImage{}}
 	if p.IndexEntries == 1 {
 		img := p.Images[0]
 		want.loaded = []string{img.Name}
@@ -46,8 +51,8 @@ func podmanExpect(p matrixPart) podmanNames {
 	return want
 }
 
-// attemptPodman loads every part into a new private podman storage.
-func attemptPodman(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) error {
+// attemptMatrixPodman loads every part into a new private podman storage.
+func attemptMatrixPodman(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) error {
 	pm := consumers.NewPodman(t)
 	for _, p := range a.parts {
 		if _, err := pm.Load(t.Context(), p.File); err != nil {
@@ -57,11 +62,11 @@ func attemptPodman(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive)
 	return nil
 }
 
-// checkPodman loads every part, as written (podman decompresses it), into a private
+// checkMatrixPodman loads every part, as written (podman decompresses it), into a private
 // storage and checks the names reported and the images stored.
-func checkPodman(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) {
+func checkMatrixPodman(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) {
 	pm := consumers.NewPodman(t)
-	want := podmanNames{images: map[string]consumers.PodmanImage{}}
+	want := matrixPodmanNames{images: map[string]consumers.PodmanImage{}}
 	var loaded []string
 	for _, p := range a.parts {
 		names, err := pm.Load(t.Context(), p.File)
@@ -69,7 +74,7 @@ func checkPodman(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) {
 			t.Fatal(err)
 		}
 		loaded = append(loaded, names...)
-		w := podmanExpect(p)
+		w := matrixPodmanExpect(p)
 		want.loaded = append(want.loaded, w.loaded...)
 		for name, img := range w.images {
 			want.images[name] = img
@@ -94,11 +99,12 @@ func checkPodman(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) {
 	}
 }
 
-// attemptSkopeoDocker inspects every image through docker-archive.
-func attemptSkopeoDocker(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) error {
+// attemptMatrixSkopeoDocker inspects every image through docker-archive.
+func attemptMatrixSkopeoDocker(t *testing.T, env *matrixEnv, _ matrixVariant,
+	a matrixArchive) error {
 	for _, p := range a.parts {
 		for _, img := range p.Images {
-			if _, err := env.skopeo.Inspect(t.Context(), dockerArchiveRef(t, p, img)); err != nil {
+			if _, err := env.skopeo.Inspect(t.Context(), matrixDockerArchiveRef(t, p, img)); err != nil {
 				return err
 			}
 		}
@@ -106,14 +112,14 @@ func attemptSkopeoDocker(t *testing.T, env *matrixEnv, _ matrixVariant, a matrix
 	return nil
 }
 
-// checkSkopeoDocker inspects every image through docker-archive: (manifest.json), which
+// checkMatrixSkopeoDocker inspects every image through docker-archive: (manifest.json), which
 // serves layers uncompressed: its layers must be the DiffIDs of the first selected
 // platform, its generated manifest must name that config, and its digest hash that
 // manifest.
-func checkSkopeoDocker(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) {
+func checkMatrixSkopeoDocker(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) {
 	for _, p := range a.parts {
 		for _, img := range p.Images {
-			ref := dockerArchiveRef(t, p, img)
+			ref := matrixDockerArchiveRef(t, p, img)
 			got, err := env.skopeo.Inspect(t.Context(), ref)
 			if err != nil {
 				t.Fatal(err)
@@ -135,9 +141,9 @@ func checkSkopeoDocker(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixAr
 	}
 }
 
-// dockerArchiveRef addresses img in p: the file alone when manifest.json has one item, else
+// matrixDockerArchiveRef addresses img in p: the file alone when manifest.json has one item, else
 // by tag, or by item index for an untagged image.
-func dockerArchiveRef(t testing.TB, p matrixPart, img matrixImage) string {
+func matrixDockerArchiveRef(t testing.TB, p matrixPart, img matrixImage) string {
 	t.Helper()
 
 	var items []manifestItem
@@ -157,27 +163,27 @@ func dockerArchiveRef(t testing.TB, p matrixPart, img matrixImage) string {
 	return fmt.Sprintf("docker-archive:%s:@%d", p.File, i)
 }
 
-// skopeoOCIRef addresses img in p through oci-archive: by the file alone when index.json
+// matrixOCIArchiveRef addresses img in p through oci-archive: by the file alone when index.json
 // has one entry, as podman does, else by ref.name, which the variants keep unique in each
 // archive.
-func skopeoOCIRef(t testing.TB, p matrixPart, img matrixImage) string {
+func matrixOCIArchiveRef(t testing.TB, p matrixPart, img matrixImage) string {
 	t.Helper()
 
 	if p.IndexEntries == 1 {
 		return "oci-archive:" + p.File
 	}
-	if n := countRefName(p, img.RefName); n > 1 {
+	if n := matrixCountRefName(p, img.RefName); n > 1 {
 		t.Fatalf("%s: %d entries have ref.name %q, which oci-archive cannot tell apart; "+
 			"give the variant's images different tags", p.File, n, img.RefName)
 	}
 	return "oci-archive:" + p.File + ":" + img.RefName
 }
 
-// attemptSkopeoOCI inspects every image through oci-archive.
-func attemptSkopeoOCI(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) error {
+// attemptMatrixSkopeoOCI inspects every image through oci-archive.
+func attemptMatrixSkopeoOCI(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) error {
 	for _, p := range a.parts {
 		for _, img := range p.Images {
-			if _, err := env.skopeo.Inspect(t.Context(), skopeoOCIRef(t, p, img)); err != nil {
+			if _, err := env.skopeo.Inspect(t.Context(), matrixOCIArchiveRef(t, p, img)); err != nil {
 				return err
 			}
 		}
@@ -185,12 +191,12 @@ func attemptSkopeoOCI(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArc
 	return nil
 }
 
-// checkSkopeoOCI inspects every image through oci-archive: (index.json): the top-level
+// checkMatrixSkopeoOCI inspects every image through oci-archive: (index.json): the top-level
 // document must be the registry's bytes, and the layers those of the host platform.
-func checkSkopeoOCI(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) {
+func checkMatrixSkopeoOCI(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchive) {
 	for _, p := range a.parts {
 		for _, img := range p.Images {
-			ref := skopeoOCIRef(t, p, img)
+			ref := matrixOCIArchiveRef(t, p, img)
 			got, err := env.skopeo.Inspect(t.Context(), ref)
 			if err != nil {
 				t.Fatal(err)
@@ -209,8 +215,8 @@ func checkSkopeoOCI(t *testing.T, env *matrixEnv, _ matrixVariant, a matrixArchi
 	}
 }
 
-// countRefName counts p's images whose ref.name is refName.
-func countRefName(p matrixPart, refName string) int {
+// matrixCountRefName counts p's images whose ref.name is refName.
+func matrixCountRefName(p matrixPart, refName string) int {
 	n := 0
 	for _, img := range p.Images {
 		if img.RefName == refName {

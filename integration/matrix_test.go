@@ -32,9 +32,11 @@ type matrixVariant struct {
 	images []matrixImage
 	// platforms are dls fetch's --platform values in order; nil means the host's only.
 	platforms []string
+	// assemble are dls assemble's --platform values; nil writes what was fetched.
+	assemble []string
 	// output is the archive's file name; its suffix picks the compression.
 	output string
-	// maxSize splits the archive (Options.MaxSize) when positive.
+	// maxSize splits the archive (dls assemble --max-size) when positive.
 	maxSize int64
 	// run names the image whose hello program the consumers run; "" runs nothing.
 	run string
@@ -54,10 +56,12 @@ func TestMatrix(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			archive := buildMatrixArchive(t, v, registries)
 			checkMatrixArchive(t, v, archive)
+			// The consumers share nothing but the daemons, which serve them concurrently.
 			for _, c := range matrixConsumers {
 				t.Run(c.name, func(t *testing.T) {
-					if limit, ok := findLimit(env, v, archive, c.name); ok {
-						checkLimit(t, env, c, v, archive, limit)
+					t.Parallel()
+					if limit, ok := findMatrixLimit(env, v, archive, c.name); ok {
+						checkMatrixLimit(t, env, c, v, archive, limit)
 						return
 					}
 					c.check(t, env, v, archive)
@@ -79,16 +83,21 @@ func matrixVariants(t testing.TB, reg *registrytest.Registry) []matrixVariant {
 	}
 	small := b.random(t, 1, matrixLayerSize)
 
-	one := b.pushIndex(t, b.index(t, indexOptions{Layers: small, Hello: true}), "one", "1",
+	one := b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small, Hello: true}), "one", "1",
 		true)
-	two := b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "two", "1", false)
-	pin := pinned(b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "pinned", "", false))
+	two := b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small}), "two", "1", false)
+	narrowed := b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small, Hello: true}),
+		"narrowed", "1", true)
+	both := []string{testimage.FormatPlatform(host), testimage.FormatPlatform(b.other)}
+	pin := matrixPinned(b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small}),
+		"pinned", "", false))
 
 	return []matrixVariant{
 		{name: "one platform of an OCI index", images: []matrixImage{one}, run: one.Name},
-		{name: "two platforms", images: []matrixImage{two},
-			platforms: []string{testimage.FormatPlatform(host),
-				testimage.FormatPlatform(b.other)}},
+		{name: "two platforms", images: []matrixImage{two}, platforms: both},
+		{name: "two platforms fetched, host platform assembled",
+			images: []matrixImage{narrowed}, platforms: both,
+			assemble: []string{testimage.FormatPlatform(host)}, run: narrowed.Name},
 		{name: "digest-only reference", images: []matrixImage{pin}},
 		b.mixedRefs(t),
 		b.twoTags(t),
@@ -108,16 +117,19 @@ func matrixVariants(t testing.TB, reg *registrytest.Registry) []matrixVariant {
 	}
 }
 
-// selected returns the platforms dls selects for v, in preference order.
+// selected returns the platforms v's archive holds, in preference order.
 func (v matrixVariant) selected(host ocispec.Platform) []string {
+	if len(v.assemble) > 0 {
+		return v.assemble
+	}
 	if len(v.platforms) > 0 {
 		return v.platforms
 	}
 	return []string{testimage.FormatPlatform(host)}
 }
 
-// slug turns a variant name into a containerd namespace.
-func slug(name string) string {
+// matrixSlug turns a variant name into a containerd namespace.
+func matrixSlug(name string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(name) {
 		switch {

@@ -14,10 +14,10 @@ import (
 // entries, so podman reads manifest.json, where the first has no tag.
 func (b *matrixBuilder) mixedRefs(t testing.TB) matrixVariant {
 	small := b.random(t, 1, matrixLayerSize)
-	pin := pinned(b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "mixed-pinned", "",
-		false))
-	both := tagAndDigest(b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "mixed-both",
-		"1", false))
+	pin := matrixPinned(b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small}),
+		"mixed-pinned", "", false))
+	both := matrixTagAndDigest(b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small}),
+		"mixed-both", "1", false))
 	return matrixVariant{name: "digest-only and tag@digest references",
 		images: []matrixImage{pin, both}}
 }
@@ -25,7 +25,7 @@ func (b *matrixBuilder) mixedRefs(t testing.TB) matrixVariant {
 // twoTags pushes one index under two tags: two index.json entries with one digest, one
 // manifest.json item listing both tags.
 func (b *matrixBuilder) twoTags(t testing.TB) matrixVariant {
-	idx := b.index(t, indexOptions{Layers: b.random(t, 1, matrixLayerSize)})
+	idx := b.index(t, matrixIndexOptions{Layers: b.random(t, 1, matrixLayerSize)})
 	return matrixVariant{name: "two tags of one image", images: []matrixImage{
 		b.pushIndex(t, idx, "tags", "1", false), b.pushIndex(t, idx, "tags", "2", false)}}
 }
@@ -34,8 +34,8 @@ func (b *matrixBuilder) twoTags(t testing.TB) matrixVariant {
 func (b *matrixBuilder) oneRepository(t testing.TB) matrixVariant {
 	small := b.random(t, 1, matrixLayerSize)
 	return matrixVariant{name: "two images in one repository", images: []matrixImage{
-		b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "repo", "a", false),
-		b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "repo", "b", false)}}
+		b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small}), "repo", "a", false),
+		b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small}), "repo", "b", false)}}
 }
 
 // sharedLayers pushes two images over one base layer and one hello layer per platform;
@@ -51,9 +51,9 @@ func (b *matrixBuilder) sharedLayers(t testing.TB) matrixVariant {
 		return append([]testimage.Layer{base[testimage.FormatPlatform(p)]}, own(p)...)
 	}
 
-	x := b.pushIndex(t, b.index(t, indexOptions{Layers: layers, Hello: true}), "shared-x",
+	x := b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: layers, Hello: true}), "shared-x",
 		"1", true)
-	y := b.pushIndex(t, b.index(t, indexOptions{Layers: layers, Hello: true}), "shared-y",
+	y := b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: layers, Hello: true}), "shared-y",
 		"2", true)
 	return matrixVariant{name: "shared layers across images", images: []matrixImage{x, y},
 		run: y.Name}
@@ -67,7 +67,7 @@ func (b *matrixBuilder) repeatedLayer(t testing.TB) matrixVariant {
 		l := own(p)[0]
 		return []testimage.Layer{l, l}
 	}
-	img := b.pushIndex(t, b.index(t, indexOptions{Layers: layers, Hello: true}), "repeated",
+	img := b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: layers, Hello: true}), "repeated",
 		"1", true)
 	return matrixVariant{name: "repeated layer in one image", images: []matrixImage{img},
 		run: img.Name}
@@ -75,7 +75,7 @@ func (b *matrixBuilder) repeatedLayer(t testing.TB) matrixVariant {
 
 // zstdLayers pushes an OCI index whose layers are all zstd, hello included.
 func (b *matrixBuilder) zstdLayers(t testing.TB) matrixVariant {
-	idx := b.index(t, indexOptions{Layers: b.random(t, 1, matrixLayerSize), Hello: true,
+	idx := b.index(t, matrixIndexOptions{Layers: b.random(t, 1, matrixLayerSize), Hello: true,
 		Zstd: true})
 	img := b.pushIndex(t, idx, "zstd", "1", true)
 	return matrixVariant{name: "zstd layers", images: []matrixImage{img}, run: img.Name}
@@ -83,7 +83,7 @@ func (b *matrixBuilder) zstdLayers(t testing.TB) matrixVariant {
 
 // deepImage pushes an image of matrixDeepLayers layers, the last one hello.
 func (b *matrixBuilder) deepImage(t testing.TB) matrixVariant {
-	idx := b.index(t, indexOptions{Platforms: []ocispec.Platform{b.host},
+	idx := b.index(t, matrixIndexOptions{Platforms: []ocispec.Platform{b.host},
 		Layers: b.random(t, matrixDeepLayers-1, 64), Hello: true})
 	img := b.pushIndex(t, idx, "deep", "1", true)
 	return matrixVariant{name: "130 layers", images: []matrixImage{img}, run: img.Name}
@@ -92,7 +92,7 @@ func (b *matrixBuilder) deepImage(t testing.TB) matrixVariant {
 // dockerList pushes a Docker schema 2 manifest list (with buildkit's OCI attestation
 // manifests, as Docker Hub serves them).
 func (b *matrixBuilder) dockerList(t testing.TB) matrixVariant {
-	idx := b.index(t, indexOptions{Format: testimage.Docker,
+	idx := b.index(t, matrixIndexOptions{Format: testimage.Docker,
 		Layers: b.random(t, 1, matrixLayerSize), Hello: true})
 	img := b.pushIndex(t, idx, "docker-list", "1", true)
 	return matrixVariant{name: "docker schema2 manifest list", images: []matrixImage{img},
@@ -115,18 +115,18 @@ func (b *matrixBuilder) singleManifest(t testing.TB, name string, format testima
 // of different media type families.
 func (b *matrixBuilder) dockerBesideOCI(t testing.TB) matrixVariant {
 	small := b.random(t, 1, matrixLayerSize)
-	list := b.index(t, indexOptions{Format: testimage.Docker, Layers: small})
+	list := b.index(t, matrixIndexOptions{Format: testimage.Docker, Layers: small})
 	return matrixVariant{name: "docker list beside an OCI index", images: []matrixImage{
 		b.pushIndex(t, list, "family-docker", "1", false),
-		b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "family-oci", "2", false)}}
+		b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small}), "family-oci", "2", false)}}
 }
 
 // compressed pushes two images (so podman reads manifest.json) written to output.
 func (b *matrixBuilder) compressed(t testing.TB, name, repo, output string) matrixVariant {
 	small := b.random(t, 1, matrixLayerSize)
 	return matrixVariant{name: name, output: output, images: []matrixImage{
-		b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "compressed-"+repo, "a", false),
-		b.pushIndex(t, b.index(t, indexOptions{Layers: small}), "compressed-"+repo, "b", false),
+		b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small}), "compressed-"+repo, "a", false),
+		b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: small}), "compressed-"+repo, "b", false),
 	}}
 }
 
@@ -135,7 +135,7 @@ func (b *matrixBuilder) split(t testing.TB) matrixVariant {
 	big := b.random(t, 1, matrixSplitLayer)
 	return matrixVariant{name: "split into two archives", maxSize: matrixSplitMax,
 		images: []matrixImage{
-			b.pushIndex(t, b.index(t, indexOptions{Layers: big}), "split-a", "1", false),
-			b.pushIndex(t, b.index(t, indexOptions{Layers: big}), "split-b", "1", false),
+			b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: big}), "split-a", "1", false),
+			b.pushIndex(t, b.index(t, matrixIndexOptions{Layers: big}), "split-b", "1", false),
 		}}
 }

@@ -42,8 +42,8 @@ type ImageError struct {
 func (e *ImageError) Error() string { return e.Ref + ": " + e.Err.Error() }
 func (e *ImageError) Unwrap() error { return e.Err }
 
-// Resolve pins every reference to its manifests, stores the manifests, configs and the
-// image records in the cache, and returns the plan. Failures of single images are collected
+// Resolve pins every reference to its manifests, stores the manifests and configs in the
+// cache, records the resolved images there in one write, and returns the plan. Failures of single images are collected
 // in the plan, not returned; the error is only for a cancelled context. The plan keeps the
 // order of refs.
 func (f *Fetcher) Resolve(ctx context.Context, refs []reference.Named) (*Plan, error) {
@@ -66,6 +66,7 @@ func (f *Fetcher) Resolve(ctx context.Context, refs []reference.Named) (*Plan, e
 	}
 
 	plan := &Plan{}
+	var records []cache.Image
 	for i, ref := range refs {
 		if errs[i] != nil {
 			plan.Failed = append(plan.Failed, &ImageError{Ref: ref.String(), Err: errs[i]})
@@ -73,12 +74,20 @@ func (f *Fetcher) Resolve(ctx context.Context, refs []reference.Named) (*Plan, e
 			continue
 		}
 		plan.Images = append(plan.Images, results[i])
+		records = append(records, results[i].Image)
+	}
+
+	// One write for all records: the cache's index.json lists every image, so recording
+	// them one by one would cost time quadratic in the size of the fleet.
+	if err := f.store.PutImages(records); err != nil {
+		return nil, fmt.Errorf("record %d images: %w", len(records), err)
 	}
 	return plan, nil
 }
 
 // resolveImage pins one reference: top-level document, every child of an index, the
-// selected platform manifests and their configs. Layers are left to Transfer.
+// selected platform manifests and their configs. Layers are left to Transfer, and the
+// record to Resolve.
 func (f *Fetcher) resolveImage(ctx context.Context, ref reference.Named) (cache.Image, error) {
 	top, err := f.topManifest(ctx, ref)
 	if err != nil {
@@ -114,10 +123,6 @@ func (f *Fetcher) resolveImage(ctx context.Context, ref reference.Named) (cache.
 	}
 	img.Blobs = uniqueSorted(append(append(append([]ocispec.Descriptor{img.Target},
 		img.Children...), img.Manifests...), blobs...))
-
-	if err := f.store.PutImage(img); err != nil {
-		return cache.Image{}, fmt.Errorf("record image %s: %w", ref, err)
-	}
 	return img, nil
 }
 

@@ -109,7 +109,7 @@ func (b *corpusBuilder) pushLayer(p layerPlan) error {
 		}
 	}
 
-	b.need(first, l.desc, false)
+	b.need(blobRef{repo: first, desc: l.desc})
 	b.c.layers++
 	if p.compressible {
 		b.c.compressible++
@@ -126,12 +126,12 @@ func (b *corpusBuilder) pushLayer(p layerPlan) error {
 }
 
 // need records a blob of the linux/amd64 fetch, once per digest.
-func (b *corpusBuilder) need(repo string, desc ocispec.Descriptor, manifest bool) {
-	if b.seen[desc.Digest] {
+func (b *corpusBuilder) need(ref blobRef) {
+	if b.seen[ref.desc.Digest] {
 		return
 	}
-	b.seen[desc.Digest] = true
-	b.c.needed = append(b.c.needed, blobRef{repo: repo, desc: desc, manifest: manifest})
+	b.seen[ref.desc.Digest] = true
+	b.c.needed = append(b.c.needed, ref)
 }
 
 // mountBlob links blob d of repository from into repo, the distribution API's cross-repo
@@ -156,8 +156,7 @@ func (b *corpusBuilder) pushImage(i int) error {
 	amd64 := ocispec.Platform{OS: "linux", Architecture: "amd64"}
 	if i%indexEvery != indexEvery-1 {
 		desc, err := b.pushManifest(repo, tag, i, amd64, b.images[i], true)
-		b.need(repo, withoutPlatform(desc), true)
-		b.c.needed[len(b.c.needed)-1].tag = tag
+		b.need(blobRef{repo: repo, desc: withoutPlatform(desc), manifest: true, tag: tag})
 		return err
 	}
 
@@ -183,10 +182,9 @@ func (b *corpusBuilder) pushImage(i int) error {
 		return err
 	}
 	b.reg.PushManifest(b.tb, repo, tag, desc.MediaType, data)
-	b.need(repo, desc, true)
-	b.c.needed[len(b.c.needed)-1].tag = tag
-	b.need(repo, withoutPlatform(manifest), true)
-	b.need(repo, withoutPlatform(other), true)
+	b.need(blobRef{repo: repo, desc: desc, manifest: true, tag: tag})
+	b.need(blobRef{repo: repo, desc: withoutPlatform(manifest), manifest: true})
+	b.need(blobRef{repo: repo, desc: withoutPlatform(other), manifest: true})
 	return nil
 }
 
@@ -213,7 +211,7 @@ func (b *corpusBuilder) pushManifest(repo, tag string, i int, platform ocispec.P
 	}
 	b.reg.PushBlob(b.tb, repo, cfgData)
 	if needed {
-		b.need(repo, cfgDesc, false)
+		b.need(blobRef{repo: repo, desc: cfgDesc})
 	}
 
 	m.Config = cfgDesc
