@@ -196,7 +196,7 @@ var rejectCases = []rejectCase{
 		s.corruptBlob(t, m.config.Digest)
 	}, "run dls verify: corrupt content"},
 	{"manifest.json over 1 MiB", buildHugeManifestJSON,
-		"its manifest.json would be 1400122 bytes, over podman's limit of 1048576"},
+		"its manifest.json would be 1400140 bytes, over podman's limit of 1048576"},
 }
 
 func TestWriteRejects(t *testing.T) {

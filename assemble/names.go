@@ -14,9 +14,12 @@ type imageName struct {
 	// refName is org.opencontainers.image.ref.name: the tag, or the full reference for an
 	// image pinned by digest only (see the package comment for why).
 	refName string
-	// repoTag is the manifest.json RepoTags entry ("busybox:1.36", "ghcr.io/o/app:v1");
-	// empty for an image pinned by digest only, because every loader of manifest.json
-	// rejects digest references there.
+	// repoTag is the manifest.json RepoTags entry, fully qualified
+	// ("docker.io/library/busybox:1.36"); empty for an image pinned by digest only, because
+	// every loader of manifest.json rejects digest references there. docker save writes the
+	// familiar form ("busybox:1.36"), but podman's docker-archive reader puts "localhost/"
+	// in front of a name without a registry; docker load and go-containerregistry (RKE2's
+	// lookup) normalise the full form to the same image.
 	repoTag string
 	// repo and tag key the repositories file; empty for a digest-only image.
 	repo, tag string
@@ -60,7 +63,7 @@ func taggedName(repo reference.Named, tag string) (imageName, error) {
 	return imageName{
 		full:    withTag.String(),
 		refName: tag,
-		repoTag: reference.FamiliarString(withTag),
+		repoTag: withTag.String(),
 		repo:    reference.FamiliarName(withTag),
 		tag:     tag,
 	}, nil

@@ -14,9 +14,9 @@ func TestParseImageName(t *testing.T) {
 	}{
 		{"docker hub official image", "docker.io/library/busybox:1.36", imageName{
 			full: "docker.io/library/busybox:1.36", refName: "1.36",
-			repoTag: "busybox:1.36", repo: "busybox", tag: "1.36"}},
+			repoTag: "docker.io/library/busybox:1.36", repo: "busybox", tag: "1.36"}},
 		{"docker hub user image keeps its namespace", "docker.io/rancher/x:1", imageName{
-			full: "docker.io/rancher/x:1", refName: "1", repoTag: "rancher/x:1",
+			full: "docker.io/rancher/x:1", refName: "1", repoTag: "docker.io/rancher/x:1",
 			repo: "rancher/x", tag: "1"}},
 		{"other registry keeps its host", "ghcr.io/o/app:v1", imageName{
 			full: "ghcr.io/o/app:v1", refName: "v1", repoTag: "ghcr.io/o/app:v1",
@@ -26,13 +26,13 @@ func TestParseImageName(t *testing.T) {
 			repo: "localhost:5000/a/b", tag: "c"}},
 		{"short name is normalised", "alpine:3.20", imageName{
 			full: "docker.io/library/alpine:3.20", refName: "3.20",
-			repoTag: "alpine:3.20", repo: "alpine", tag: "3.20"}},
+			repoTag: "docker.io/library/alpine:3.20", repo: "alpine", tag: "3.20"}},
 		{"digest only is named by its whole reference", "quay.io/a/b@" + target.String(),
 			imageName{full: "quay.io/a/b@" + target.String(),
 				refName: "quay.io/a/b@" + target.String()}},
 		{"tag and digest is named by its tag", "docker.io/library/a:1@" + target.String(),
-			imageName{full: "docker.io/library/a:1", refName: "1", repoTag: "a:1", repo: "a",
-				tag: "1"}},
+			imageName{full: "docker.io/library/a:1", refName: "1",
+				repoTag: "docker.io/library/a:1", repo: "a", tag: "1"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

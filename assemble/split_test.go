@@ -83,10 +83,10 @@ func wantPart(s *testSource, names []string, ms ...builtManifest) wantArchive {
 	var entries, items, repos []string
 	for i, m := range ms {
 		img := s.images[names[i]]
-		tag := strings.TrimPrefix(names[i], "docker.io/library/")
+		repo := strings.TrimSuffix(strings.TrimPrefix(names[i], "docker.io/library/"), ":1")
 		entries = append(entries, wantIndexEntry(img.Target, img.Name, "1"))
-		items = append(items, wantItem(m, tag))
-		repos = append(repos, fmt.Sprintf(`%q:{"1":%q}`, strings.TrimSuffix(tag, ":1"), top(m)))
+		items = append(items, wantItem(m, names[i]))
+		repos = append(repos, fmt.Sprintf(`%q:{"1":%q}`, repo, top(m)))
 		want.blobs = append(want.blobs, m.blobs()...)
 	}
 

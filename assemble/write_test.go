@@ -75,7 +75,7 @@ func buildSingle(t *testing.T, s *testSource) ([]string, wantArchive, Result) {
 	img := s.singleImage("docker.io/library/busybox:1.36", m)
 	return []string{img.Name}, wantArchive{
 		index:        wantIndex(wantIndexEntry(img.Target, img.Name, "1.36")),
-		manifest:     wantManifest(wantItem(m, "busybox:1.36")),
+		manifest:     wantManifest(wantItem(m, "docker.io/library/busybox:1.36")),
 		repositories: fmt.Sprintf(`{"busybox":{"1.36":%q}}`, top(m)),
 		blobs:        m.blobs(),
 	}, Result{Images: 1, Blobs: 4}
@@ -115,7 +115,8 @@ func buildTwoTags(t *testing.T, s *testSource) ([]string, wantArchive, Result) {
 		index: wantIndex(
 			wantIndexEntry(one.Target, one.Name, "1"),
 			wantIndexEntry(latest.Target, latest.Name, "latest")),
-		manifest:     wantManifest(wantItem(m, "rancher/x:1", "rancher/x:latest")),
+		manifest: wantManifest(wantItem(m, "docker.io/rancher/x:1",
+			"docker.io/rancher/x:latest")),
 		repositories: fmt.Sprintf(`{"rancher/x":{"1":%q,"latest":%[1]q}}`, top(m)),
 		blobs:        m.blobs(),
 	}, Result{Images: 2, Blobs: 3}
@@ -136,7 +137,7 @@ func buildSharedLayer(t *testing.T, s *testSource) ([]string, wantArchive, Resul
 		index: wantIndex(
 			wantIndexEntry(imgA.Target, imgA.Name, "1"),
 			wantIndexEntry(imgB.Target, imgB.Name, "2")),
-		manifest:     wantManifest(wantItem(a, "a:1"), wantItem(b, "quay.io/org/b:2")),
+		manifest:     wantManifest(wantItem(a, "docker.io/library/a:1"), wantItem(b, "quay.io/org/b:2")),
 		repositories: fmt.Sprintf(`{"a":{"1":%q},"quay.io/org/b":{"2":%q}}`, top(a), top(b)),
 		blobs:        append(a.blobs(), b.blobs()...),
 	}, Result{Images: 2, Blobs: 7}
@@ -175,7 +176,7 @@ func buildDigestAndTag(t *testing.T, s *testSource) ([]string, wantArchive, Resu
 		index: wantIndex(
 			wantIndexEntry(tagged.Target, tagged.Name, "1.37"),
 			wantIndexEntry(pinned.Target, pinned.Name, pinned.Name)),
-		manifest:     wantManifest(wantItem(m, "busybox:1.37")),
+		manifest:     wantManifest(wantItem(m, "docker.io/library/busybox:1.37")),
 		repositories: fmt.Sprintf(`{"busybox":{"1.37":%q}}`, top(m)),
 		blobs:        m.blobs(),
 	}, Result{Images: 2, Blobs: 3}

@@ -23,13 +23,9 @@ type matrixPodmanNames struct {
 // With one index.json entry podman reads the archive as oci-archive and names the image
 // from io.containerd.image.name (the full reference), storing the top-level digest.
 // Otherwise it reads manifest.json as docker-archive and names each image from its RepoTags
-// entry, put through its own normalisation: a familiar name without a registry
-// ("dls-matrix/x:1") gets "localhost/", not "docker.io/". An untagged item is loaded by ID.
-//
-// TODO: the localhost/ names come from the archive: manifest.json holds familiar RepoTags,
-// as docker save writes them. Fully qualified ones ("docker.io/dls-matrix/x:1") make podman
-// name every image as containerd does, and docker load and go-containerregistry read them
-// the same; once assemble writes them, expect img.Name here too.
+// entry. dls writes those fully qualified ("docker.io/dls-matrix/x:1"), so podman names
+// every image as containerd does; with docker save's familiar form ("dls-matrix/x:1") it
+// would prefix "localhost/". An untagged item is loaded by ID.
 func matrixPodmanExpect(p matrixPart) matrixPodmanNames {
 	want := matrixPodmanNames{images: map[string]consumers.PodmanImage{}}
 	if p.IndexEntries == 1 {
@@ -41,7 +37,7 @@ func matrixPodmanExpect(p matrixPart) matrixPodmanNames {
 	}
 
 	for _, img := range p.Images {
-		name := "localhost/" + img.Familiar
+		name := img.Name
 		if img.Familiar == "" {
 			name = img.Main.Config.Digest().String()
 		}

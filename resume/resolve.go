@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -103,11 +104,12 @@ func (f *Fetcher) resolveImage(ctx context.Context, ref reference.Named) (cache.
 	if doc.isIndex() {
 		img.Children = doc.Manifests
 		img.Manifests, err = f.selectChildren(ctx, ref, doc.Manifests)
+		if err != nil {
+			return cache.Image{}, err
+		}
+		img.Manifests = f.keepFetchedPlatforms(img)
 	} else {
 		img.Manifests = []ocispec.Descriptor{img.Target}
-	}
-	if err != nil {
-		return cache.Image{}, err
 	}
 
 	blobs, err := f.platformBlobs(ctx, ref, img.Manifests)
@@ -189,6 +191,27 @@ func (f *Fetcher) selectChildren(ctx context.Context, ref reference.Named,
 	return selected, nil
 }
 
+// keepFetchedPlatforms adds to img's selected manifests those an earlier fetch of the same
+// name selected, when the name still points at the same index: fetching linux/arm64 after
+// linux/amd64 adds a platform to the cache, it does not swap one for the other. A tag that
+// moved starts afresh.
+func (f *Fetcher) keepFetchedPlatforms(img cache.Image) []ocispec.Descriptor {
+	prev, err := f.store.Image(img.Name)
+	if err != nil || prev.Target.Digest != img.Target.Digest {
+		return img.Manifests
+	}
+
+	merged := img.Manifests
+	for _, m := range prev.Manifests {
+		if !slices.ContainsFunc(merged, func(d ocispec.Descriptor) bool {
+			return d.Digest == m.Digest
+		}) {
+			merged = append(merged, m)
+		}
+	}
+	return merged
+}
+
 // ensureManifest stores a child manifest unless the cache already holds it.
 func (f *Fetcher) ensureManifest(ctx context.Context, ref reference.Named,
 	desc ocispec.Descriptor) error {
@@ -248,8 +271,12 @@ func (f *Fetcher) platformBlobs(ctx context.Context, ref reference.Named,
 				"%d diff_ids", ref, desc.Digest, len(doc.Layers), len(cfg.RootFS.DiffIDs))
 		}
 		if desc.Platform == nil {
-			manifests[i].Platform = &ocispec.Platform{OS: cfg.OS,
-				Architecture: cfg.Architecture, Variant: cfg.Variant}
+			p := ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture,
+				Variant: cfg.Variant}
+			if err := f.checkSinglePlatform(ref, p); err != nil {
+				return nil, err
+			}
+			manifests[i].Platform = &p
 		}
 
 		blobs = append(blobs, *doc.Config)
@@ -282,6 +309,23 @@ func (f *Fetcher) attestationBlobs(ref reference.Named,
 		blobs = append(append(blobs, *doc.Config), doc.Layers...)
 	}
 	return blobs, nil
+}
+
+// checkSinglePlatform fails when an image with one manifest (no index) was built for none of
+// the requested platforms: fetching it anyway would put an image in the archive that cannot
+// run where it is going. A config that names no platform passes.
+func (f *Fetcher) checkSinglePlatform(ref reference.Named, p ocispec.Platform) error {
+	if p.OS == "" || p.Architecture == "" {
+		return nil
+	}
+
+	for _, want := range f.platforms {
+		if platforms.NewMatcher(want).Match(platforms.Normalize(p)) {
+			return nil
+		}
+	}
+	return fmt.Errorf("image %s is a single-platform image for %s; it has no %s manifest",
+		ref, formatPlatform(p), formatPlatform(f.platforms[0]))
 }
 
 // fetchConfig transfers a config blob into the cache (resuming like any blob) and decodes it.

@@ -271,3 +271,58 @@ func TestUnknownImageFailsAloneAndOthersAreFetched(t *testing.T) {
 		t.Errorf("team/real:v1 misses %d blobs", len(missing))
 	}
 }
+
+func TestFetchingAnotherPlatformAddsToTheImage(t *testing.T) {
+	fx := newFixture(t)
+	idx := testimage.MultiArch(t, testimage.NewRand(t, 7), testimage.MultiArchOptions{
+		LayerSizes: []int{100},
+	})
+	idx.Push(t, fx.reg, "team/both", "v1")
+	ref := fx.ref(t, "team/both:v1")
+	arm64 := ocispec.Platform{OS: "linux", Architecture: "arm64"}
+
+	fx.fetch(t, Options{Platforms: []ocispec.Platform{arm64}}, ref)
+	plan, _ := fx.fetch(t, Options{}, ref)
+
+	img := plan.Images[0].Image
+	var got []digest.Digest
+	for _, m := range img.Manifests {
+		got = append(got, m.Digest)
+	}
+	amd64Image, _ := idx.Image("linux/amd64")
+	arm64Image, _ := idx.Image("linux/arm64")
+	want := []digest.Digest{amd64Image.Manifest.Digest(), arm64Image.Manifest.Digest()}
+	if !slices.Equal(got, want) {
+		t.Errorf("selected manifests = %v, want amd64 (asked now) then arm64 (before): %v",
+			got, want)
+	}
+	wantBlobs := digests(idx.BlobsFor("linux/amd64", "linux/arm64"))
+	if gotBlobs := descDigests(img.Blobs); !slices.Equal(gotBlobs, wantBlobs) {
+		t.Errorf("image blobs = %v\nwant both platforms' %v", gotBlobs, wantBlobs)
+	}
+}
+
+func TestSinglePlatformImageOfAnotherPlatformFails(t *testing.T) {
+	fx := newFixture(t)
+	img := testimage.NewImage(t, testimage.ImageOptions{
+		Layers: []testimage.Layer{testimage.RandomLayer(t, testimage.NewRand(t, 8), "a", 100)},
+	})
+	img.Push(t, fx.reg, "team/amd64only", "v1")
+	arm64 := ocispec.Platform{OS: "linux", Architecture: "arm64"}
+
+	plan, _ := fx.fetch(t, Options{Platforms: []ocispec.Platform{arm64}},
+		fx.ref(t, "team/amd64only:v1"))
+
+	if len(plan.Failed) != 1 {
+		t.Fatalf("failed = %v, want the image", plan.Failed)
+	}
+	want := "is a single-platform image for linux/amd64; it has no linux/arm64 manifest"
+	if got := plan.Failed[0].Error(); !strings.Contains(got, want) {
+		t.Errorf("error = %q, want it to contain %q", got, want)
+	}
+	for _, l := range img.Layers {
+		if _, ok := fx.store.HasBlob(l.Digest()); ok {
+			t.Errorf("layer %s was downloaded for an image that failed", l.Digest())
+		}
+	}
+}

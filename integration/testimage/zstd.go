@@ -11,10 +11,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// MediaTypeDockerLayerZstd is the Docker-style zstd layer type containerd knows; the OCI
-// one is ocispec.MediaTypeImageLayerZstd.
-const MediaTypeDockerLayerZstd = "application/vnd.docker.image.rootfs.diff.tar.zstd"
-
 // ZstdLayer returns l with its tar recompressed by zstd instead of gzip. The DiffID is
 // unchanged: it is the digest of the tar, whatever compresses it. The encoder runs with
 // one worker and fixed settings, so equal layers give equal blobs.
