@@ -23,7 +23,7 @@ type fetchCmd struct {
 	Registries  string        `help:"${registries_help}" type:"existingfile" placeholder:"FILE"`
 	Concurrency int           `help:"Blobs to download at once." default:"6"`
 	PerRegistry int           `help:"${per_registry_help}" default:"0"`
-	Retries     int           `help:"Retries of a failed request." default:"5"`
+	Retries     int           `help:"Retries of a failed request; 0: none." default:"5"`
 	MaxWait     time.Duration `help:"${max_wait_help}" default:"2m"`
 	IdleTimeout time.Duration `help:"${idle_timeout_help}" default:"30s"`
 	Attest      bool          `name:"keep-attestations" help:"${keep_attestations_help}"`
@@ -74,7 +74,7 @@ func (c *fetchCmd) newClient(e *env) (*registry.Client, error) {
 	return registry.NewClient(registry.Options{
 		Config:       cfg,
 		Logger:       e.log,
-		RetryMax:     c.Retries,
+		RetryMax:     retryMax(c.Retries),
 		RetryWaitMax: c.MaxWait,
 		MaxPerHost:   c.PerRegistry,
 		IdleTimeout:  c.IdleTimeout,
@@ -123,9 +123,33 @@ func (c *fetchCmd) fetch(ctx context.Context, e *env, client *registry.Client,
 	return nil
 }
 
+// retryMax maps --retries to registry.Options.RetryMax, where 0 means the default and a
+// negative value none: on the command line 0 means none.
+func retryMax(flag int) int {
+	if flag <= 0 {
+		return -1
+	}
+	return flag
+}
+
+// jsonSummary is the --json output: the figures and each failed image with its error.
+type jsonSummary struct {
+	resume.Stats
+	Failed []jsonFailure `json:"failed"`
+}
+
+type jsonFailure struct {
+	Image string `json:"image"`
+	Error string `json:"error"`
+}
+
 func (c *fetchCmd) printSummary(w io.Writer, s resume.Stats, plan *resume.Plan) error {
 	if c.JSON {
-		return json.NewEncoder(w).Encode(s)
+		out := jsonSummary{Stats: s, Failed: []jsonFailure{}}
+		for _, f := range plan.Failed {
+			out.Failed = append(out.Failed, jsonFailure{Image: f.Ref, Error: f.Err.Error()})
+		}
+		return json.NewEncoder(w).Encode(out)
 	}
 
 	_, err := fmt.Fprintf(w, "images:     %d fetched, %d failed\n"+

@@ -19,8 +19,12 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// exitFailure is the status for a command that ran but did not do all it was asked.
-const exitFailure = 1
+// Exit statuses: a command that ran but did not do all it was asked, and one stopped by
+// SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+const (
+	exitFailure     = 1
+	exitInterrupted = 130
+)
 
 // cli is the command line. Global flags apply to every command.
 type cli struct {
