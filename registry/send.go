@@ -7,8 +7,9 @@ import (
 	"net/http"
 )
 
-// apiRequest is one GET against an endpoint's API for a repository.
+// apiRequest is one GET (or HEAD) against an endpoint's API for a repository.
 type apiRequest struct {
+	method string // "" means GET
 	ep     *endpoint
 	repo   string      // the path at this endpoint, after rewrites; it makes the scope
 	url    string      // the full API URL
@@ -25,6 +26,10 @@ func (c *Client) send(ctx context.Context, r apiRequest) (*http.Response, error)
 		return nil, err
 	}
 
+	method := r.method
+	if method == "" {
+		method = http.MethodGet
+	}
 	scope := pullScope(r.repo)
 	for renewed := false; ; renewed = true {
 		auth, err := c.authorize(ctx, r.ep, scope)
@@ -33,7 +38,7 @@ func (c *Client) send(ctx context.Context, r apiRequest) (*http.Response, error)
 		}
 
 		actx := withAuth(ctx, r.ep.base, auth.value)
-		resp, err := c.do(actx, http.MethodGet, r.url, r.header, nil, r.stats)
+		resp, err := c.do(actx, method, r.url, r.header, nil, r.stats)
 		if err != nil {
 			if errors.Is(err, ErrUnreachable) {
 				c.markDown(r.ep, err)
