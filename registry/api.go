@@ -4,8 +4,9 @@
 //
 // A Client is built once from Options (registries.yaml mirrors and configs, retry budget,
 // logger) and is safe for concurrent use. Resolve turns a reference into the registry's
-// manifest bytes, FetchManifest fetches an index's child by digest, and FetchBlob streams a
-// blob into a BlobSink, continuing from whatever the sink already holds.
+// manifest bytes, FetchManifest fetches an index's child by digest, TagDigest asks what a tag
+// points to without downloading it, and FetchBlob streams a blob into a BlobSink,
+// continuing from whatever the sink already holds.
 //
 // Names recorded by callers stay the original, normalised names (docker.io/library/x:1):
 // mirrors and rewrite rules only change where and under which path the bytes are fetched.
@@ -15,6 +16,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -24,6 +26,18 @@ type Manifest struct {
 	Descriptor ocispec.Descriptor
 	// Bytes are the registry's bytes, never re-marshalled, so their digest is stable.
 	Bytes []byte
+	// TagDigest is set only by Resolve for a name:tag@digest reference, and only when the
+	// tag could be looked up: it is the digest the tag points to now. It equals
+	// Descriptor.Digest when the tag points to these bytes; any other value means the tag
+	// moved or the digest belongs to another tag (the pinned digest was used all the same).
+	// Empty means not checked.
+	TagDigest digest.Digest
+}
+
+// TagMoved reports a name:tag@digest whose tag was found pointing elsewhere than the
+// pinned digest, so a summary can name it.
+func (m Manifest) TagMoved() bool {
+	return m.TagDigest != "" && m.TagDigest != m.Descriptor.Digest
 }
 
 // BlobSink receives a blob's bytes. Offset says how many it already holds, so the fetch

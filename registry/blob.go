@@ -98,8 +98,8 @@ func (c *Client) blobFrom(ctx context.Context, ep *endpoint, ref reference.Named
 			fruitless = 0
 		}
 		if fruitless > c.opts.RetryMax {
-			return fmt.Errorf("%w (gave up after %d attempts without progress)", re.cause,
-				fruitless)
+			return fmt.Errorf("%w (gave up after %s without progress)", re.cause,
+				plural(fruitless, "attempt"))
 		}
 
 		wait := time.Duration(0)

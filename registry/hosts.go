@@ -84,7 +84,7 @@ func (c *Client) ping(ctx context.Context, ep *endpoint) error {
 	case http.StatusNotFound:
 		return fmt.Errorf("ping: %s/v2/ answers 404: not a registry API endpoint", ep)
 	default:
-		return fmt.Errorf("ping: %w", responseError(resp))
+		return fmt.Errorf("ping: %w", statusError(resp, &rs))
 	}
 	st.pinged = true
 	return nil

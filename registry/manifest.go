@@ -123,11 +123,13 @@ func (c *Client) manifestFrom(ctx context.Context, ep *endpoint, ref reference.N
 	return verifyManifest(ref, resp, body, want)
 }
 
-// statusError is responseError plus how many attempts were made, when more than one.
+// statusError is responseError plus how many attempts were made: when there were
+// several, or when the status is one worth retrying, so a failure with retries turned
+// off says "after 1 attempt" rather than leaving the user to wonder.
 func statusError(resp *http.Response, rs *retryStats) error {
 	err := responseError(resp)
-	if rs.attempts > 1 {
-		return fmt.Errorf("%w (after %d attempts)", err, rs.attempts)
+	if rs.attempts > 1 || retryableStatus[resp.StatusCode] {
+		return fmt.Errorf("%w (after %s)", err, plural(max(rs.attempts, 1), "attempt"))
 	}
 	return err
 }

@@ -43,7 +43,7 @@ var retryableStatus = map[int]bool{
 	http.StatusGatewayTimeout:      true,
 }
 
-// do sends one GET or POST with retries. The returned response may have any status; the
+// do sends one GET, HEAD or POST with retries. The returned response may have any status; the
 // caller closes its body. A transport failure that outlives the retries wraps
 // ErrUnreachable; a Retry-After longer than RetryWaitMax wraps ErrRateLimited.
 func (c *Client) do(ctx context.Context, method, rawURL string, header http.Header,
@@ -60,7 +60,9 @@ func (c *Client) do(ctx context.Context, method, rawURL string, header http.Head
 	if err != nil {
 		return nil, err
 	}
-	if st.retries > 0 {
+	// Only a success is a recovery: a final failure status is reported by the caller's
+	// error, which counts the attempts (statusError).
+	if st.retries > 0 && resp.StatusCode < http.StatusBadRequest {
 		c.log.Warn("request recovered after retries", "url", redact(rawURL),
 			"status", resp.StatusCode, "retries", st.retries, "waited", st.waited)
 	}
