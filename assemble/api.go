@@ -18,7 +18,13 @@
 //     preferred one): docker load tags whatever item comes last, so a second item carrying
 //     the same tag would make the wrong platform win. Other selected platforms reach
 //     containerd through index.json. Images whose item would have the same config and
-//     layers (several tags of one image) share one item listing every tag.
+//     layers (several tags of one image) share one item listing every tag. RepoTags are
+//     fully qualified ("docker.io/library/busybox:1.36"), unlike docker save's familiar
+//     "busybox:1.36": podman names a familiar name without a registry "localhost/…", while
+//     docker load, go-containerregistry and containerd read both forms as one image.
+//   - Two cache images the archive would name alike ("app:v1" and "app:v1@sha256:…") are
+//     written once when they are the same image, and refused before anything is written
+//     when they are not: loaders would keep only one of them.
 //   - Blobs travel once each, sorted by digest, after the metadata, and are re-hashed while
 //     they are copied: a corrupt cache never yields a silently bad archive.
 package assemble

@@ -235,7 +235,7 @@ func buildLayerCountMismatch(t *testing.T, s *testSource) {
 
 // buildHugeManifestJSON stores an image of one layer repeated 17,500 times: its
 // manifest.json item lists 17,500 quoted 77-byte paths and 17,499 commas (1,399,999
-// bytes), plus 123 bytes of the rest of the item.
+// bytes), plus 141 bytes of the rest of the item.
 func buildHugeManifestJSON(t *testing.T, s *testSource) {
 	s.repeatedLayerImage(t, "docker.io/library/a:1", "same", 17500)
 }

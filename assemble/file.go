@@ -24,7 +24,13 @@ import (
 // fsynced. On an error before the renames nothing is left at the temporary names and the
 // final names are untouched: a failed run never leaves a partial archive, and an archive
 // already at a final name is replaced only by a complete one. Files get mode 0666 less the
-// umask. The name "-" is refused: to stream to standard output, call Write.
+// umask. The name "-" is refused: to stream to standard output, call Write. So is a path,
+// or a part's path, that is an existing directory or other non-regular file: that is found
+// before any byte is written.
+//
+// A run killed before its renames (SIGKILL, power loss) leaves its temporary files. Each
+// run removes those of the same output name and its parts last written over an hour ago
+// (staleTempAge), logging each at info; younger ones may belong to a run still going.
 func WriteFile(ctx context.Context, src Source, path string, opts Options) (Result, error) {
 	if path == "-" {
 		return Result{}, errors.New("write archive: the name \"-\" means standard output; " +
@@ -36,6 +42,12 @@ func WriteFile(ctx context.Context, src Source, path string, opts Options) (Resu
 		return Result{}, err
 	}
 
+	err = checkOutput(path)
+	if err != nil {
+		return Result{}, err
+	}
+
+	removeStaleTemps(path, comp, opts.logger())
 	images, err := prepare(ctx, src, opts)
 	if err != nil {
 		return Result{}, err
@@ -47,6 +59,13 @@ func WriteFile(ctx context.Context, src Source, path string, opts Options) (Resu
 	}
 
 	paths := partPaths(path, comp, len(parts))
+	for _, p := range paths {
+		err = checkOutput(p)
+		if err != nil {
+			return Result{}, err
+		}
+	}
+
 	tmps, res, err := writeParts(ctx, src, paths, comp, parts, opts.logger())
 	if err != nil {
 		return Result{}, err

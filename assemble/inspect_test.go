@@ -234,7 +234,7 @@ func TestInspectReportsDefects(t *testing.T) {
 			"index.json manifests[1]: has no io.containerd.image.name; containerd imports " +
 				"the image unnamed and k3s cannot pin it",
 			"index.json manifests[1]: has no org.opencontainers.image.ref.name",
-			"manifest.json[1]: tags b:1 but index.json does not name it",
+			"manifest.json[1]: tags docker.io/library/b:1 but index.json does not name it",
 		}},
 		{"index.json with a platform and a short name", func(name string, c []byte) ([]byte, bool) {
 			if name == "index.json" {
@@ -299,6 +299,50 @@ func TestInspectReportsDefects(t *testing.T) {
 			}
 
 			checkDefects(t, r.Defects, tc.want)
+		})
+	}
+}
+
+// TestInspectAcceptsRepoTagForms checks both RepoTags spellings loaders accept: the fully
+// qualified one dls writes and the familiar one docker save writes, each matched to the
+// index.json name it normalises to.
+func TestInspectAcceptsRepoTagForms(t *testing.T) {
+	f := newDefectFixture(t)
+	cases := []struct {
+		name string
+		tag  func(full string) string
+		want []string
+	}{
+		{"fully qualified, as dls writes", func(full string) string { return full },
+			[]string{"docker.io/library/a:1", "docker.io/library/b:1", "docker.io/library/c:1"}},
+		{"familiar, as docker save writes", func(full string) string {
+			return strings.TrimPrefix(full, "docker.io/library/")
+		}, []string{"a:1", "b:1", "c:1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			data := rewriteArchive(t, f.data, func(name string, c []byte) ([]byte, bool) {
+				if name == "manifest.json" {
+					c = editJSON(t, c, func(items *[]manifestItem) {
+						for _, it := range *items {
+							it.RepoTags[0] = tc.tag(it.RepoTags[0])
+						}
+					})
+				}
+				return c, true
+			})
+			r, err := inspectStream(context.Background(), bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			var got []string
+			for _, img := range r.Images {
+				got = append(got, img.RepoTags...)
+			}
+			if !r.OK() || !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("defects %v, RepoTags %v\nwant none, %v", r.Defects, got, tc.want)
+			}
 		})
 	}
 }

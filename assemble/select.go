@@ -12,8 +12,9 @@ import (
 )
 
 // selectImages returns the requested images sorted by name, or every image of src when
-// names is empty, each narrowed to plats when plats is not empty. It fails with an *IncompleteError before anything is written when an
-// image is unknown or lacks blobs, listing all such images, not only the first.
+// names is empty, each narrowed to plats when plats is not empty. It fails with an
+// *IncompleteError before anything is written when an image is unknown or lacks blobs,
+// listing all such images, not only the first.
 func selectImages(src Source, names []string, plats []ocispec.Platform) ([]cache.Image,
 	error) {
 	images, unknown, err := lookupImages(src, names)

@@ -36,8 +36,14 @@ func Write(ctx context.Context, src Source, w io.Writer, opts Options) (Result, 
 	return writeContent(ctx, src, w, parts[0], opts.logger())
 }
 
+// maxDockerLayers is the most layers classic docker load stacks: its layer store refuses a
+// deeper chain with "max depth exceeded" (graphdrivers allow 127 and a container adds 2).
+// containerd and podman have no such limit, so a deeper image is written, with a warning.
+const maxDockerLayers = 125
+
 // prepare selects and checks the requested images and plans each, sorted by name, reading
-// only manifests and configs.
+// only manifests and configs. Images the archive would name alike are merged or refused
+// (mergeSameNames).
 func prepare(ctx context.Context, src Source, opts Options) ([]imagePlan, error) {
 	images, err := selectImages(src, opts.Images, opts.Platforms)
 	if err != nil {
@@ -59,7 +65,25 @@ func prepare(ctx context.Context, src Source, opts Options) ([]imagePlan, error)
 		plans = append(plans, p)
 	}
 
+	plans, err = mergeSameNames(plans, opts.logger())
+	if err != nil {
+		return nil, err
+	}
+
+	warnDeepImages(plans, opts.logger())
 	return plans, nil
+}
+
+// warnDeepImages warns about each image whose manifest.json platform has more layers than
+// docker load accepts.
+func warnDeepImages(plans []imagePlan, log *slog.Logger) {
+	for _, p := range plans {
+		if len(p.layers) > maxDockerLayers {
+			log.Warn("image has more layers than docker load with classic storage accepts "+
+				"(it fails with \"max depth exceeded\"); containerd, k3s and podman load it",
+				"image", p.image.Name, "layers", len(p.layers), "docker_max", maxDockerLayers)
+		}
+	}
 }
 
 // writeContent streams c to w as one archive.

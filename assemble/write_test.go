@@ -47,6 +47,7 @@ var archiveCases = []archiveCase{
 	{"repeated layer is listed twice and stored once", buildRepeatedLayer},
 	{"digest-only image has no RepoTags and no repositories", buildDigestOnly},
 	{"digest-only and tagged names of one manifest", buildDigestAndTag},
+	{"tag and tag@digest of one index are written once", buildPinnedTag},
 }
 
 func TestWriteArchiveContent(t *testing.T) {
@@ -180,4 +181,26 @@ func buildDigestAndTag(t *testing.T, s *testSource) ([]string, wantArchive, Resu
 		repositories: fmt.Sprintf(`{"busybox":{"1.37":%q}}`, top(m)),
 		blobs:        m.blobs(),
 	}, Result{Images: 2, Blobs: 3}
+}
+
+// buildPinnedTag caches one multi-arch image under two names the archive names alike,
+// ghcr.io/acme/app:v1 fetched for amd64 and ghcr.io/acme/app:v1@<its index> fetched for
+// arm64: one image is written, with both platforms, described in manifest.json by the
+// first name's.
+func buildPinnedTag(t *testing.T, s *testSource) ([]string, wantArchive, Result) {
+	rng := newRand(t, 8)
+	amd := s.buildManifest(t, linuxAMD64, randomBytes(rng, 1500), randomBytes(rng, 700))
+	arm := s.buildManifest(t, linuxARM64, randomBytes(rng, 1300))
+	img := s.indexImage(t, "ghcr.io/acme/app:v1", amd, amd.desc, arm.desc)
+	pinned := img
+	pinned.Name = img.Name + "@" + img.Target.Digest.String()
+	pinned.Manifests = []ocispec.Descriptor{arm.desc}
+	pinned.Blobs = sortedBlobs(append(arm.blobs(), img.Target, amd.desc))
+	s.images[pinned.Name] = pinned
+	return []string{pinned.Name, img.Name}, wantArchive{
+		index:        wantIndex(wantIndexEntry(img.Target, img.Name, "v1")),
+		manifest:     wantManifest(wantItem(amd, "ghcr.io/acme/app:v1")),
+		repositories: fmt.Sprintf(`{"ghcr.io/acme/app":{"v1":%q}}`, top(amd)),
+		blobs:        append(amd.blobs(), append(arm.blobs(), img.Target)...),
+	}, Result{Images: 1, Blobs: 8}
 }

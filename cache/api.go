@@ -28,6 +28,9 @@ var (
 	ErrVersion = errors.New("unsupported cache format version")
 	// ErrInUse: another Ingest of this process is writing the same blob right now.
 	ErrInUse = errors.New("blob is being written by another ingest")
+	// ErrIndexDamaged: index.db cannot be read. The blobs are separate files it does not
+	// affect; RebuildIndex replaces the index from them.
+	ErrIndexDamaged = errors.New("cache index is damaged")
 )
 
 // Image is one cached image, named by the reference the user listed.
@@ -55,6 +58,11 @@ type Options struct {
 	// ReadOnly opens without the writer lock and refuses every write; it works on read-only
 	// media. Readers are never blocked by a writer for longer than one bbolt transaction.
 	ReadOnly bool
+	// MustExist makes a writable open fail with ErrNotFound, creating nothing, when dir
+	// holds no index.db: commands that only maintain a cache must not turn a mistyped
+	// --cache (an empty directory, another tool's storage) into a new one. A read-only open
+	// always behaves so.
+	MustExist bool
 	// Logger receives debug and warn records; nil means slog.Default().
 	Logger *slog.Logger
 }

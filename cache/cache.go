@@ -51,24 +51,22 @@ type Cache struct {
 	putting   map[digest.Digest]int  // blobs PutBlob is writing, by number of calls
 }
 
-// Open opens the cache at dir, creating it when writable and absent. A writable open takes an
-// exclusive lock file and fails with ErrLocked, naming the holder's PID and host, when another
-// process holds it; blobs found under blobs/ but missing from the index (a crash between
-// rename and index write) are re-indexed. A read-only open creates and writes nothing, takes
-// no lock, and fails with ErrNotFound when dir holds no cache. The caller must Close the cache.
+// Open opens the cache at dir, creating it when writable and absent unless opts.MustExist. A
+// writable open takes an exclusive lock file and fails with ErrLocked, naming the holder's PID
+// and host, when another process holds it; blobs found under blobs/ but missing from the index
+// (a crash between rename and index write) are re-indexed. A read-only open creates and writes
+// nothing and takes no lock. Both fail with ErrNotFound when dir holds no index.db and a cache
+// must exist, and with ErrIndexDamaged when index.db cannot be read. The caller must Close the
+// cache.
 func Open(dir string, opts Options) (*Cache, error) {
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.Default()
+	c := newCache(dir, opts)
+	if opts.ReadOnly || opts.MustExist {
+		err := c.checkExists()
+		if err != nil {
+			return nil, err
+		}
 	}
 
-	c := &Cache{
-		dir:       filepath.Clean(dir),
-		readOnly:  opts.ReadOnly,
-		log:       logger,
-		ingesting: map[digest.Digest]bool{},
-		putting:   map[digest.Digest]int{},
-	}
 	open := c.openWritable
 	if c.readOnly {
 		open = c.openReadOnly
@@ -82,24 +80,40 @@ func Open(dir string, opts Options) (*Cache, error) {
 	return c, nil
 }
 
-// openReadOnly checks that dir is a cache this dls understands, touching nothing.
-func (c *Cache) openReadOnly() error {
-	fi, err := os.Stat(c.path(dbFile))
+// newCache returns the Cache of dir, not yet opened.
+func newCache(dir string, opts Options) *Cache {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+
+	return &Cache{
+		dir:       filepath.Clean(dir),
+		readOnly:  opts.ReadOnly,
+		log:       logger,
+		ingesting: map[digest.Digest]bool{},
+		putting:   map[digest.Digest]int{},
+	}
+}
+
+// checkExists fails with ErrNotFound when dir holds no index.db, hence no dls cache.
+func (c *Cache) checkExists() error {
+	_, err := os.Stat(c.path(dbFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("open cache %s: no %s, so no dls cache is there; "+
-			"run dls fetch to create one: %w", c.dir, dbFile, ErrNotFound)
+		return fmt.Errorf("no dls cache at %s (no %s); check --cache, or run dls fetch to "+
+			"create one: %w", c.dir, dbFile, ErrNotFound)
 	}
 	if err != nil {
 		return fmt.Errorf("open cache %s: %w", c.dir, err)
 	}
 
-	// A writer killed between creating index.db and its first commit leaves it empty; a
-	// read-only bbolt cannot initialise it, and nothing was recorded in it yet.
-	if fi.Size() == 0 {
-		return fmt.Errorf("open cache %s: %s is empty (the first fetch into it was "+
-			"interrupted); run dls fetch to initialise it: %w", c.dir, dbFile, ErrNotFound)
-	}
+	return nil
+}
 
+// openReadOnly checks that dir is a cache this dls understands, touching nothing. An empty
+// index.db, what a writer killed between creating it and its first commit leaves, reads as
+// an index recording nothing (see withDB).
+func (c *Cache) openReadOnly() error {
 	return c.checkVersion()
 }
 
@@ -135,9 +149,13 @@ func (c *Cache) initWritable() error {
 		return err
 	}
 
-	err = c.reindex()
+	added, err := c.reindex()
 	if err != nil {
 		return err
+	}
+	for _, blob := range added {
+		c.log.Warn("re-indexed a blob an interrupted run left unindexed",
+			"digest", blob.Digest, "size", blob.Size)
 	}
 
 	return c.ensureIndex()

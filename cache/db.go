@@ -4,11 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // formatVersion is the cache format this dls writes. Bump it when an older dls would
@@ -30,6 +33,10 @@ var (
 // withDB runs fn in one transaction on index.db, opened for this call only. Keeping the file
 // open only for a transaction is what lets read-only openers in other processes (bbolt takes
 // a shared flock for them, an exclusive one for a writer) wait at most one transaction.
+//
+// A read of an index.db of zero bytes does not run fn: the file then records nothing (a
+// writer was killed between creating it and its first commit) and bbolt cannot open it
+// read-only, so every read of it finds nothing, as in a new cache.
 func (c *Cache) withDB(write bool, fn func(tx *bolt.Tx) error) error {
 	c.dbMu.Lock()
 	defer c.dbMu.Unlock()
@@ -39,22 +46,16 @@ func (c *Cache) withDB(write bool, fn func(tx *bolt.Tx) error) error {
 	}
 
 	path := c.path(dbFile)
-	opts := &bolt.Options{Timeout: dbTimeout, ReadOnly: c.readOnly || !write}
-	db, err := bolt.Open(path, 0o644, opts)
-	if errors.Is(err, bolt.ErrTimeout) {
-		return fmt.Errorf("open index %s: another process held it for over %s; "+
-			"try again: %w", path, dbTimeout, err)
+	if fi, err := os.Stat(path); !write && err == nil && fi.Size() == 0 {
+		return nil
 	}
+
+	db, err := openDB(path, c.readOnly || !write)
 	if err != nil {
-		return fmt.Errorf("open index %s: %w", path, err)
+		return err
 	}
 
-	if write {
-		err = db.Update(fn)
-	} else {
-		err = db.View(fn)
-	}
-
+	err = runTx(db, write, fn)
 	errClose := db.Close()
 	if errClose != nil {
 		errClose = fmt.Errorf("close index %s: %w", path, errClose)
@@ -63,9 +64,79 @@ func (c *Cache) withDB(write bool, fn func(tx *bolt.Tx) error) error {
 	return errors.Join(err, errClose)
 }
 
+// openDB opens the index at path. Errors meaning that its content is unreadable wrap
+// ErrIndexDamaged and say how to recover.
+func openDB(path string, readOnly bool) (db *bolt.DB, err error) {
+	// bbolt panics on some damaged pages rather than returning an error. A panic inside
+	// bolt.Open leaves its file open until the garbage collector closes it; RebuildIndex
+	// moves the file aside, so that does not stand in the way of the repair.
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, damagedIndex(path, fmt.Errorf("reading it panicked: %v", r))
+		}
+	}()
+
+	db, err = bolt.Open(path, 0o644, &bolt.Options{Timeout: dbTimeout, ReadOnly: readOnly})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open index %s: another process held it for over %s; "+
+			"try again: %w", path, dbTimeout, err)
+	case err != nil && isDamage(err):
+		return nil, damagedIndex(path, err)
+	case err != nil:
+		return nil, fmt.Errorf("open index %s: %w", path, err)
+	}
+
+	return db, nil
+}
+
+// runTx runs fn in a transaction of db. A panic, which bbolt raises on a damaged page it
+// meets (after rolling the transaction back), becomes an ErrIndexDamaged error: the
+// functions dls runs in transactions only read and write buckets.
+func runTx(db *bolt.DB, write bool, fn func(tx *bolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = damagedIndex(db.Path(), fmt.Errorf("reading it panicked: %v", r))
+		}
+	}()
+
+	if write {
+		return db.Update(fn)
+	}
+
+	return db.View(fn)
+}
+
+// isDamage reports whether an error of bolt.Open means that the file's content cannot be
+// read, rather than that the file is out of reach (permissions, read-only media, no space),
+// which bbolt reports with the system's error numbers.
+func isDamage(err error) bool {
+	if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) ||
+		errors.Is(err, berrors.ErrVersionMismatch) {
+		return true
+	}
+
+	var errno syscall.Errno
+
+	return !errors.As(err, &errno)
+}
+
+// damagedIndex is the error for an index.db whose content cannot be read, cause saying how.
+func damagedIndex(path string, cause error) error {
+	return fmt.Errorf("read index %s: it is damaged (%v); the blobs are files of their own "+
+		"that it does not affect: run dls verify --repair to rebuild it from them, then dls "+
+		"fetch with your lists to record the images again (no blob is downloaded again): %w",
+		path, cause, ErrIndexDamaged)
+}
+
 // initDB creates the buckets and records the format version, refusing a newer format.
 func (c *Cache) initDB() error {
 	return c.withDB(true, func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil && hasBuckets(tx) {
+			return fmt.Errorf("open cache %s: its %s holds data, but not dls's; is it a "+
+				"dls cache? check --cache", c.dir, dbFile)
+		}
+
 		for _, name := range [][]byte{bucketImages, bucketBlobs, bucketMeta} {
 			_, err := tx.CreateBucketIfNotExists(name)
 			if err != nil {
@@ -80,6 +151,13 @@ func (c *Cache) initDB() error {
 
 		return c.compareVersion(meta.Get(keyVersion))
 	})
+}
+
+// hasBuckets reports whether the database holds any bucket.
+func hasBuckets(tx *bolt.Tx) bool {
+	name, _ := tx.Cursor().First()
+
+	return name != nil
 }
 
 // checkVersion refuses a cache of a newer format without writing anything.
@@ -111,31 +189,36 @@ func (c *Cache) compareVersion(raw []byte) error {
 	return nil
 }
 
-// reindex records blobs present under blobs/ but absent from the index: a run killed between
-// the rename into blobs/ and the index write leaves exactly that.
-func (c *Cache) reindex() error {
+// reindex records blobs present under blobs/ but absent from the index and returns them: a
+// run killed between the rename into blobs/ and the index write leaves exactly that.
+func (c *Cache) reindex() ([]BlobInfo, error) {
 	found, err := c.listBlobs()
 	if err != nil {
-		return err
+		return nil, err
 	}
 
-	return c.withDB(true, func(tx *bolt.Tx) error {
+	var added []BlobInfo
+	err = c.withDB(true, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBlobs)
 		for _, blob := range found {
 			if b.Get([]byte(blob.Digest)) != nil {
 				continue
 			}
 
-			c.log.Warn("re-indexing a blob an interrupted run left unindexed",
-				"digest", blob.Digest, "size", blob.Size)
 			err := putBlobSize(b, blob.Digest, blob.Size)
 			if err != nil {
 				return err
 			}
+			added = append(added, blob)
 		}
 
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+
+	return added, nil
 }
 
 // putBlobSize records a blob's size in the blobs bucket.

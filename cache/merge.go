@@ -53,6 +53,10 @@ func (c *Cache) Merge(ctx context.Context, srcDir string) (MergeReport, error) {
 	}
 
 	src, err := Open(srcDir, Options{ReadOnly: true, Logger: c.log})
+	if errors.Is(err, ErrNotFound) {
+		return report, fmt.Errorf("merge cache %s: no dls cache there (no %s); check the "+
+			"path: %w", srcDir, dbFile, ErrNotFound)
+	}
 	if err != nil {
 		return report, fmt.Errorf("merge cache %s: %w", srcDir, err)
 	}

@@ -34,11 +34,10 @@ type PruneReport struct {
 // not yet recorded is unreferenced and would go. Other processes cannot fetch meanwhile: they
 // need the writer lock.
 func (c *Cache) Prune(ctx context.Context, keep []string, dryRun bool) (PruneReport, error) {
-	report := PruneReport{DryRun: dryRun}
 	if !dryRun {
 		err := c.checkWritable("prune cache")
 		if err != nil {
-			return report, err
+			return PruneReport{DryRun: dryRun}, err
 		}
 	}
 
@@ -46,6 +45,17 @@ func (c *Cache) Prune(ctx context.Context, keep []string, dryRun bool) (PruneRep
 	c.imageMu.Lock()
 	defer c.imageMu.Unlock()
 
+	report, err := c.prune(ctx, keep, dryRun)
+	if err != nil {
+		return report, fmt.Errorf("prune cache %s: %w", c.dir, err)
+	}
+
+	return report, nil
+}
+
+// prune does the work of Prune. The caller holds imageMu.
+func (c *Cache) prune(ctx context.Context, keep []string, dryRun bool) (PruneReport, error) {
+	report := PruneReport{DryRun: dryRun}
 	kept, err := c.planPrune(keep, &report)
 	if err != nil {
 		return report, err
@@ -66,12 +76,7 @@ func (c *Cache) Prune(ctx context.Context, keep []string, dryRun bool) (PruneRep
 		return report, err
 	}
 
-	err = c.removeBlobs(ctx, drop, report)
-	if err != nil {
-		return report, err
-	}
-
-	return report, nil
+	return report, c.removeBlobs(ctx, drop, report)
 }
 
 // planPrune splits the images into those kept, returned, and those removed, listed in report.
@@ -93,8 +98,8 @@ func (c *Cache) planPrune(keep []string, report *PruneReport) ([]Image, error) {
 		}
 	}
 	if len(unknown) > 0 {
-		return nil, fmt.Errorf("prune cache %s: images to keep %s are not cached; "+
-			"check the names against dls list: %w", c.dir, strings.Join(unknown, ", "), ErrNotFound)
+		return nil, fmt.Errorf("images to keep %s are not cached; check the names against "+
+			"dls ls: %w", strings.Join(unknown, ", "), ErrNotFound)
 	}
 
 	var kept []Image
@@ -120,7 +125,7 @@ func (c *Cache) planBlobRemoval(refs blobRefs, report *PruneReport) ([]digest.Di
 
 	indexed, err := c.indexedBlobs()
 	if err != nil {
-		return nil, fmt.Errorf("prune cache %s: %w", c.dir, err)
+		return nil, err
 	}
 
 	var drop []digest.Digest
@@ -178,7 +183,7 @@ func (c *Cache) removeImages(names []string) error {
 func (c *Cache) removeBlobs(ctx context.Context, drop []digest.Digest, report PruneReport) error {
 	err := c.unindexBlobs(drop)
 	if err != nil {
-		return fmt.Errorf("prune cache %s: %w", c.dir, err)
+		return err
 	}
 
 	paths := make([]string, 0, len(report.Blobs)+len(report.Partials))
@@ -191,12 +196,13 @@ func (c *Cache) removeBlobs(ctx context.Context, drop []digest.Digest, report Pr
 
 	for _, path := range paths {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("prune cache %s: %w", c.dir, err)
+			return err
 		}
 
+		// os.Remove's error names the path.
 		err := os.Remove(path)
 		if err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("prune cache %s: %w", c.dir, err)
+			return err
 		}
 	}
 

@@ -109,6 +109,11 @@ func (c *Cache) stalePartials(refs blobRefs) ([]partialFile, error) {
 		return nil, err
 	}
 
+	return c.staleOf(partials, refs), nil
+}
+
+// staleOf returns the stale files of partials, as stalePartials defines them.
+func (c *Cache) staleOf(partials []partialFile, refs blobRefs) []partialFile {
 	var out []partialFile
 	for _, p := range partials {
 		if p.digest != "" && c.writing(p.digest) {
@@ -122,7 +127,7 @@ func (c *Cache) stalePartials(refs blobRefs) ([]partialFile, error) {
 		}
 	}
 
-	return out, nil
+	return out
 }
 
 // ctxReader stops a long read (hashing or copying a large blob) once ctx is done.

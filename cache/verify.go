@@ -16,10 +16,26 @@ type Defect struct {
 	Expected int64 `json:"expected"`
 	// Actual is the size of the file in blobs/; -1 when there is none.
 	Actual int64 `json:"actual"`
-	// Problem says what is wrong, e.g. "absent" or "content hashes to sha256:…".
+	// Problem says what is wrong: "absent, though the index records it as fetched",
+	// "size 150, expected 200" or "content hashes to sha256:…".
 	Problem string `json:"problem"`
 	// Images names, sorted, the images that need the blob and so cannot be assembled now.
 	Images []string `json:"images,omitempty"`
+}
+
+// IncompleteImage is an image some of whose blobs were never fetched: what a fetch killed or
+// interrupted after recording the image leaves. It is no defect: the next fetch of the image
+// downloads the rest, continuing partial downloads.
+type IncompleteImage struct {
+	Name string `json:"name"`
+	// Blobs counts the blobs the image needs.
+	Blobs int `json:"blobs"`
+	// NotFetched are the blobs the image needs that are neither in blobs/ nor recorded in
+	// the index, sorted by digest, with the sizes the image gives.
+	NotFetched []BlobInfo `json:"not_fetched"`
+	// Partial counts the NotFetched blobs with a partial download of at least one byte under
+	// partial/, which the next fetch continues.
+	Partial int `json:"partial"`
 }
 
 // VerifyReport is what Verify found and, when repairing, removed. Lists are sorted by digest
@@ -28,38 +44,67 @@ type VerifyReport struct {
 	// Blobs and Bytes count the blob files hashed.
 	Blobs int   `json:"blobs"`
 	Bytes int64 `json:"bytes"`
-	// Missing: blobs an image needs, or the index records, with no file in blobs/.
+	// Missing: blobs the index records as fetched that have no file in blobs/: lost after
+	// they were committed, which no interrupted command causes.
 	Missing []Defect `json:"missing,omitempty"`
 	// Corrupt: files in blobs/ whose size or digest is wrong.
 	Corrupt []Defect `json:"corrupt,omitempty"`
+	// Incomplete: images needing blobs that were never fetched. Not defects: the blobs have
+	// no file and no index entry, and the next fetch of the images finishes them.
+	Incomplete []IncompleteImage `json:"incomplete,omitempty"`
 	// Orphaned: intact blobs no image needs; Prune removes them.
 	Orphaned []BlobInfo `json:"orphaned,omitempty"`
-	// StalePartials: files under partial/ no fetch will continue; Prune removes them.
+	// StalePartials: files under partial/ no fetch will continue (downloads of blobs no image
+	// needs or already in blobs/, PutBlob leftovers); Prune removes them. Partial downloads
+	// of the blobs of Incomplete images are in progress, not stale.
 	StalePartials []string `json:"stale_partials,omitempty"`
 	// Repaired: blobs whose corrupt file or dangling index entry repair removed, so the next
 	// fetch downloads them again.
 	Repaired []digest.Digest `json:"repaired,omitempty"`
 }
 
-// OK reports whether every image can be assembled from intact blobs.
+// OK reports whether the cache has no defect: every blob the index records is present and
+// intact. Incomplete images are no defect; Complete also requires them to be finished.
 func (r VerifyReport) OK() bool {
 	return len(r.Missing) == 0 && len(r.Corrupt) == 0
 }
 
-// Verify re-hashes every blob in blobs/ and reports missing, corrupt and orphaned blobs and
-// stale partial downloads, naming the images each defect affects. With repair it removes the
-// corrupt files and the index entries of absent or corrupt blobs (repair needs a writable
-// cache, else ErrReadOnly); orphans and partials are left to Prune. Verify reads every byte
-// of the cache, and stops with ctx's error when ctx is done.
+// Complete reports whether every image can be assembled from intact blobs: OK, and no image
+// waits for blobs a fetch has not downloaded yet.
+func (r VerifyReport) Complete() bool {
+	return r.OK() && len(r.Incomplete) == 0
+}
+
+// Verify re-hashes every blob in blobs/ and reports corrupt blobs, blobs the index records
+// that are missing, images whose blobs were not all fetched yet, orphaned blobs and stale
+// partial downloads, naming the images each defect affects. It tells a blob lost after it was
+// fetched (a defect) from one never fetched (a fetch to finish) by the index, which records
+// each blob once it is committed. With repair it removes the corrupt files and the index
+// entries of absent or corrupt blobs (repair needs a writable cache, else ErrReadOnly);
+// orphans and partials are left to Prune. Verify reads every byte of the cache, and stops
+// with ctx's error when ctx is done.
 func (c *Cache) Verify(ctx context.Context, repair bool) (VerifyReport, error) {
-	var report VerifyReport
 	if repair {
 		err := c.checkWritable("repair cache")
 		if err != nil {
-			return report, err
+			return VerifyReport{}, err
 		}
 	}
 
+	report, err := c.verify(ctx)
+	if err == nil && repair {
+		err = c.repair(&report)
+	}
+	if err != nil {
+		return report, fmt.Errorf("verify cache %s: %w", c.dir, err)
+	}
+
+	return report, nil
+}
+
+// verify fills the report of Verify, repairing nothing.
+func (c *Cache) verify(ctx context.Context) (VerifyReport, error) {
+	var report VerifyReport
 	images, err := c.Images()
 	if err != nil {
 		return report, err
@@ -67,7 +112,7 @@ func (c *Cache) Verify(ctx context.Context, repair bool) (VerifyReport, error) {
 
 	indexed, err := c.indexedBlobs()
 	if err != nil {
-		return report, fmt.Errorf("verify cache %s: %w", c.dir, err)
+		return report, err
 	}
 
 	refs := newBlobRefs(images)
@@ -76,21 +121,19 @@ func (c *Cache) Verify(ctx context.Context, repair bool) (VerifyReport, error) {
 		return report, err
 	}
 
-	report.Missing = findMissing(refs, indexed, present)
-
-	stale, err := c.stalePartials(refs)
+	partials, err := c.listPartials()
 	if err != nil {
 		return report, err
 	}
-	for _, p := range stale {
+
+	var notFetched map[digest.Digest]bool
+	report.Missing, notFetched = classifyAbsent(refs, indexed, present)
+	report.Incomplete = incompleteImages(images, notFetched, partials)
+	for _, p := range c.staleOf(partials, refs) {
 		report.StalePartials = append(report.StalePartials, p.name)
 	}
 
-	if !repair {
-		return report, nil
-	}
-
-	return report, c.repair(&report)
+	return report, nil
 }
 
 // checkBlobs hashes every file in blobs/ into report and returns the digests of the files.
@@ -148,26 +191,70 @@ func expectedSize(d digest.Digest, refs blobRefs, indexed map[digest.Digest]int6
 	return -1
 }
 
-// findMissing lists the blobs images need or the index records that have no file, sorted by
-// digest.
-func findMissing(refs blobRefs, indexed []BlobInfo, present map[digest.Digest]bool) []Defect {
-	expected := map[digest.Digest]int64{}
-	for _, b := range indexed {
-		expected[b.Digest] = b.Size
-	}
-	for d, size := range refs.sizes {
-		expected[d] = size
-	}
+// problemAbsent is the Problem of a Missing defect.
+const problemAbsent = "absent, though the index records it as fetched"
 
-	var out []Defect
-	for d, size := range expected {
-		if present[d] {
+// classifyAbsent sorts the blobs that have no file in blobs/. Those the index records were
+// lost after they were committed: they are returned as defects, sorted by digest. Those only
+// images need were never fetched: they are returned as a set.
+func classifyAbsent(refs blobRefs, indexed []BlobInfo,
+	present map[digest.Digest]bool) ([]Defect, map[digest.Digest]bool) {
+	var missing []Defect
+	recorded := map[digest.Digest]bool{}
+	for _, b := range indexed {
+		recorded[b.Digest] = true
+		if present[b.Digest] {
 			continue
 		}
-		out = append(out, Defect{Digest: d, Expected: size, Actual: -1, Problem: "absent",
-			Images: refs.names[d]})
+
+		expected := b.Size
+		if size, ok := refs.sizes[b.Digest]; ok {
+			expected = size
+		}
+		missing = append(missing, Defect{Digest: b.Digest, Expected: expected, Actual: -1,
+			Problem: problemAbsent, Images: refs.names[b.Digest]})
 	}
-	sortDefects(out)
+	sortDefects(missing)
+
+	notFetched := map[digest.Digest]bool{}
+	for d := range refs.sizes {
+		if !present[d] && !recorded[d] {
+			notFetched[d] = true
+		}
+	}
+
+	return missing, notFetched
+}
+
+// incompleteImages lists, in the images' (Name) order, the images needing blobs of
+// notFetched, counting those with a partial download in partials.
+func incompleteImages(images []Image, notFetched map[digest.Digest]bool,
+	partials []partialFile) []IncompleteImage {
+	resumable := map[digest.Digest]bool{}
+	for _, p := range partials {
+		if p.digest != "" && !p.put && p.size > 0 {
+			resumable[p.digest] = true
+		}
+	}
+
+	var out []IncompleteImage
+	for _, img := range images {
+		inc := IncompleteImage{Name: img.Name, Blobs: len(img.Blobs)}
+		for _, desc := range img.Blobs {
+			if !notFetched[desc.Digest] {
+				continue
+			}
+
+			inc.NotFetched = append(inc.NotFetched, BlobInfo{Digest: desc.Digest,
+				Size: desc.Size})
+			if resumable[desc.Digest] {
+				inc.Partial++
+			}
+		}
+		if len(inc.NotFetched) > 0 {
+			out = append(out, inc)
+		}
+	}
 
 	return out
 }
@@ -189,13 +276,13 @@ func (c *Cache) repair(report *VerifyReport) error {
 
 	err := c.unindexBlobs(drop)
 	if err != nil {
-		return fmt.Errorf("repair cache %s: %w", c.dir, err)
+		return err
 	}
 
 	for _, d := range report.Corrupt {
 		err := os.Remove(c.blobPath(d.Digest))
 		if err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("repair blob %s: %w", d.Digest, err)
+			return fmt.Errorf("remove corrupt blob %s: %w", d.Digest, err)
 		}
 		c.log.Info("removed corrupt blob", "digest", d.Digest, "images", d.Images)
 	}

@@ -268,8 +268,8 @@ type manifestItem struct {
 	Layers   []string
 }
 
-// checkManifestJSON checks manifest.json has, for every image, its familiar tag, the host
-// config and the host layers in order.
+// checkManifestJSON checks manifest.json has, for every image, its fully qualified tag, the
+// host config and the host layers in order.
 func checkManifestJSON(t *testing.T, fx *fixture, entries []tarEntry) {
 	var items []manifestItem
 	entryJSON(t, entries, "manifest.json", &items)
@@ -280,15 +280,17 @@ func checkManifestJSON(t *testing.T, fx *fixture, entries []tarEntry) {
 	}
 	for _, img := range fx.Images {
 		host := fx.hostImage(t, img)
+		// RepoTags are fully qualified (docker.io/rancher/x:tag), not docker save's familiar
+		// form: podman would name a familiar one localhost/rancher/x:tag.
 		want := manifestItem{Config: "blobs/sha256/" + host.Config.Digest().Encoded(),
-			RepoTags: []string{img.Familiar}}
+			RepoTags: []string{img.Name}}
 		for _, l := range host.Layers {
 			want.Layers = append(want.Layers, "blobs/sha256/"+l.Digest().Encoded())
 		}
-		item := got[img.Familiar]
+		item := got[img.Name]
 		if item.Config != want.Config || !slices.Equal(item.RepoTags, want.RepoTags) ||
 			!slices.Equal(item.Layers, want.Layers) {
-			t.Errorf("manifest.json item for %s = %+v\nwant %+v", img.Familiar, item, want)
+			t.Errorf("manifest.json item for %s = %+v\nwant %+v", img.Name, item, want)
 		}
 	}
 	if len(items) != len(fx.Images) {

@@ -32,9 +32,10 @@ func (e *sinkError) Unwrap() error { return e.err }
 // the first endpoint that has it (mirrors in order, then the registry). A body cut
 // mid-way, a stall (no bytes for IdleTimeout), a wrong Range answer or an expired
 // redirect continues from the sink's new offset with a closed Range, going back to the
-// registry URL; RetryMax attempts in a row without progress end it. It does not verify
-// the digest (the sink does, at commit) but never writes more than desc.Size bytes in
-// total. Safe for concurrent use with different sinks.
+// registry URL; RetryMax attempts in a row without progress end it (with retries off,
+// the first interruption does). It does not verify the digest (the sink does, at commit)
+// but never writes more than desc.Size bytes in total. Safe for concurrent use with
+// different sinks.
 func (c *Client) FetchBlob(ctx context.Context, ref reference.Named,
 	desc ocispec.Descriptor, sink BlobSink) (BlobStats, error) {
 	stats := BlobStats{Resumed: sink.Offset()}
@@ -65,8 +66,8 @@ func (c *Client) FetchBlob(ctx context.Context, ref reference.Named,
 }
 
 // blobFrom runs attempts at one endpoint until the sink holds desc.Size bytes, an error
-// cannot be resumed, or RetryMax attempts in a row changed nothing. An attempt that made
-// progress (or reset the sink) is followed at once; one that did not, after a backoff.
+// cannot be resumed, or stopResuming says enough. An attempt that made progress (or reset
+// the sink) is followed at once; one that did not, after a backoff.
 func (c *Client) blobFrom(ctx context.Context, ep *endpoint, ref reference.Named,
 	desc ocispec.Descriptor, sink BlobSink, stats *BlobStats) error {
 	repo := ep.repoPath(ref)
@@ -97,9 +98,8 @@ func (c *Client) blobFrom(ctx context.Context, ep *endpoint, ref reference.Named
 		if sink.Offset() != before {
 			fruitless = 0
 		}
-		if fruitless > c.opts.RetryMax {
-			return fmt.Errorf("%w (gave up after %s without progress)", re.cause,
-				plural(fruitless, "attempt"))
+		if err := c.stopResuming(re, fruitless); err != nil {
+			return err
 		}
 
 		wait := time.Duration(0)
@@ -118,6 +118,20 @@ func (c *Client) blobFrom(ctx context.Context, ep *endpoint, ref reference.Named
 		}
 		stats.Waited += wait
 	}
+}
+
+// stopResuming returns the error that ends an interrupted transfer, or nil to go on: at
+// once when retries are off (a negative Options.RetryMax), else after RetryMax attempts in
+// a row without progress.
+func (c *Client) stopResuming(re *resumableError, fruitless int) error {
+	switch {
+	case c.opts.RetryMax == 0:
+		return fmt.Errorf("%w (after 1 attempt)", re.cause)
+	case fruitless > c.opts.RetryMax:
+		return fmt.Errorf("%w (gave up after %s without progress)", re.cause,
+			plural(fruitless, "attempt"))
+	}
+	return nil
 }
 
 // resetSink drops what the sink holds; those bytes no longer count as resumed.

@@ -28,7 +28,9 @@ type Options struct {
 	// faults. It never sees credentials or signed URL queries. nil means slog.Default().
 	Logger *slog.Logger
 	// RetryMax is how many times a failed request is repeated (and how many attempts
-	// without progress a blob may take); 0 means 5, a negative value means none.
+	// without progress a blob may take); 0 means 5. A negative value means no retries at
+	// all: each request (ping, token, manifest, blob) is sent once per endpoint, and a
+	// blob body cut mid-way is not resumed within the call.
 	RetryMax int
 	// RetryWaitMin is the first backoff wait, doubled on each retry, with jitter; 0 means 1s.
 	RetryWaitMin time.Duration

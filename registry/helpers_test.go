@@ -3,8 +3,11 @@ package registry
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,4 +156,52 @@ func sinkHolding(prefix []byte) *memSink {
 	s := &memSink{}
 	s.buf.Write(prefix)
 	return s
+}
+
+// logBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// lines returns the log lines written so far.
+func (l *logBuffer) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Split(strings.TrimSpace(l.buf.String()), "\n")
+}
+
+// linesAt returns the lines logged at level ("WARN", "DEBUG", ...), without the level.
+func (l *logBuffer) linesAt(level string) []string {
+	var out []string
+	for _, line := range l.lines() {
+		if rest, ok := strings.CutPrefix(line, "level="+level+" "); ok {
+			out = append(out, rest)
+		}
+	}
+	return out
+}
+
+// capturingLogger returns a debug logger writing to the test log and to the returned
+// buffer, without timestamps so tests can compare whole lines.
+func capturingLogger(t testing.TB) (*slog.Logger, *logBuffer) {
+	t.Helper()
+
+	lb := &logBuffer{}
+	h := slog.NewTextHandler(io.MultiWriter(t.Output(), lb), &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	})
+	return slog.New(h), lb
 }

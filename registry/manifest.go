@@ -32,11 +32,15 @@ var manifestAccept = strings.Join([]string{
 	MediaTypeDockerManifest,
 }, ", ")
 
-// Resolve GETs the manifest for ref (tag or digest; the digest wins for name:tag@digest)
-// from the first endpoint that answers: mirrors in order, then the default endpoint.
-// The body is capped at MaxManifestSize, hashed locally, checked against the requested
-// digest (or Docker-Content-Digest for a tag), and schema 1 is refused with
-// ErrUnsupported. When every endpoint fails, the error lists each endpoint's failure.
+// Resolve GETs the manifest for ref (tag or digest) from the first endpoint that answers:
+// mirrors in order, then the default endpoint. The body is capped at MaxManifestSize,
+// hashed locally, checked against the requested digest (or Docker-Content-Digest for a
+// tag), and schema 1 is refused with ErrUnsupported. When every endpoint fails, the error
+// lists each endpoint's failure.
+//
+// For name:tag@digest the digest wins: the manifest is fetched by digest, then the tag is
+// looked up (TagDigest) and the result recorded in Manifest.TagDigest, with a warning
+// when the tag points elsewhere. A failed tag lookup is only a warning.
 func (c *Client) Resolve(ctx context.Context, ref reference.Named) (Manifest, error) {
 	ident, want := "", digest.Digest("")
 	if d, ok := ref.(reference.Digested); ok {
@@ -46,7 +50,16 @@ func (c *Client) Resolve(ctx context.Context, ref reference.Named) (Manifest, er
 	} else {
 		ident = "latest"
 	}
-	return c.manifestFromAny(ctx, ref, ident, want, -1)
+
+	m, err := c.manifestFromAny(ctx, ref, ident, want, -1)
+	if err != nil {
+		return Manifest{}, err
+	}
+
+	if tagged, ok := ref.(reference.NamedTagged); ok && want != "" {
+		m.TagDigest = c.checkTag(ctx, tagged, m)
+	}
+	return m, nil
 }
 
 // FetchManifest GETs the manifest desc names (by digest) in ref's repository, e.g. an
@@ -62,21 +75,33 @@ func (c *Client) FetchManifest(ctx context.Context, ref reference.Named,
 // manifestFromAny tries each endpoint in order and returns the first manifest fetched.
 func (c *Client) manifestFromAny(ctx context.Context, ref reference.Named, ident string,
 	want digest.Digest, size int64) (Manifest, error) {
+	return fromAny(ctx, c, ref, "fetch manifest "+ref.String(),
+		func(ep *endpoint) (Manifest, error) {
+			return c.manifestFrom(ctx, ep, ref, ident, want, size)
+		})
+}
+
+// fromAny runs try against each endpoint of ref in order and returns the first success.
+// Each failure is wrapped as "action from endpoint: cause" and logged; when all fail, the
+// error lists them all. A cancelled ctx stops at once.
+func fromAny[T any](ctx context.Context, c *Client, ref reference.Named, action string,
+	try func(*endpoint) (T, error)) (T, error) {
+	var zero T
 	var errs endpointErrors
 	for _, ep := range c.endpoints(ref) {
-		m, err := c.manifestFrom(ctx, ep, ref, ident, want, size)
+		v, err := try(ep)
 		if err == nil {
-			return m, nil
+			return v, nil
 		}
 
-		err = fmt.Errorf("fetch manifest %s from %s: %w", ref, ep, err)
+		err = fmt.Errorf("%s from %s: %w", action, ep, err)
 		if ctx.Err() != nil {
-			return Manifest{}, err
+			return zero, err
 		}
 		c.logFallthrough(ep, err)
 		errs = append(errs, err)
 	}
-	return Manifest{}, errs.join()
+	return zero, errs.join()
 }
 
 // logFallthrough notes an endpoint that failed: a mirror without the image is routine

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,56 +11,83 @@ import (
 	"github.com/distribution/reference"
 )
 
-// maxListLine caps one line of an image list; real references are far shorter.
-const maxListLine = 64 << 10
-
 // ParseReference parses and normalises one image reference the way containerd and Docker
 // do: "busybox" becomes "docker.io/library/busybox:latest", "index.docker.io/x" becomes
 // "docker.io/library/x:latest". name:tag, name@digest and name:tag@digest are accepted;
 // a bare name gets ":latest". The result's String() is the name recorded everywhere else.
+// Errors quote at most the first 80 bytes of s.
 func ParseReference(s string) (reference.Named, error) {
+	if s == "" {
+		return nil, errors.New("parse reference \"\": empty image reference")
+	}
+
 	named, err := reference.ParseNormalizedNamed(s)
 	if err != nil {
-		return nil, fmt.Errorf("parse reference %q: %w", s, err)
+		return nil, fmt.Errorf("parse reference %s: %w", quoteShort(s), err)
 	}
 
 	return reference.TagNameOnly(named), nil
 }
 
 // ParseList reads an image list: one reference per line, blank lines and "#" comments
-// ignored, also a "# comment" after a reference. source names the input in errors, which
-// read "source:line: …". Every bad line is reported (errors.Join), not only the first, and
-// the valid references are still returned. Duplicates (after normalisation) are dropped,
-// keeping first-seen order. Reading standard input is the caller's business: it passes
-// os.Stdin with source "<stdin>".
+// ignored, also a "# comment" after a reference. A UTF-8 byte order mark at the start is
+// skipped and lines may end in "\r\n". source names the input in errors, which read
+// "source:line: …": a reference part over 4096 bytes, bytes that are not text (quoted,
+// cut to 80 bytes) and unparsable references. Every bad line is reported (errors.Join),
+// not only the first, and the valid references are still returned. Duplicates (after
+// normalisation) are dropped, keeping first-seen order. Reading standard input is the
+// caller's business: it passes os.Stdin with source "<stdin>".
 func ParseList(r io.Reader, source string) ([]reference.Named, error) {
 	var (
 		refs []reference.Named
 		errs []error
 		seen = map[string]bool{}
 	)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxListLine)
-	for line := 1; sc.Scan(); line++ {
-		text, _, _ := strings.Cut(sc.Text(), "#")
-		text = strings.TrimSpace(text)
-		if text == "" {
-			continue
+	br := bufio.NewReader(r)
+	for n := 1; ; n++ {
+		line, err := readListLine(br)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-
-		ref, err := ParseReference(text)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s:%d: %w", source, line, err))
-			continue
+			errs = append(errs, fmt.Errorf("read image list %s after line %d: %w", source,
+				n-1, err))
+			break
 		}
 
-		if !seen[ref.String()] {
+		ref, err := parseListLine(line, n == 1)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %w", source, n, err))
+			continue
+		}
+		if ref != nil && !seen[ref.String()] {
 			seen[ref.String()] = true
 			refs = append(refs, ref)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("read image list %s: %w", source, err))
-	}
 	return refs, errors.Join(errs...)
+}
+
+// parseListLine returns the reference on one line of an image list, or nil for a blank
+// or comment line. first says it is the file's first line, which may start with a BOM.
+func parseListLine(line listLine, first bool) (reference.Named, error) {
+	if first && bytes.HasPrefix(line.text, utf8BOM) {
+		line.text, line.size = line.text[len(utf8BOM):], line.size-len(utf8BOM)
+	}
+
+	// The limit applies to what precedes a comment: a long comment is harmless.
+	refPart, _, commented := bytes.Cut(line.text, []byte("#"))
+	if len(refPart) > maxListLine || (line.size > maxListLine && !commented) {
+		return nil, fmt.Errorf("line is %d bytes long, over the %d-byte limit of a reference",
+			line.size, maxListLine)
+	}
+	if err := checkText(refPart); err != nil {
+		return nil, err
+	}
+
+	text := strings.TrimSpace(string(refPart))
+	if text == "" {
+		return nil, nil
+	}
+	return ParseReference(text)
 }

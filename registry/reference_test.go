@@ -116,3 +116,83 @@ func TestParseListStdinName(t *testing.T) {
 		t.Fatalf("error %T is not a joined error", err)
 	}
 }
+
+func TestParseReferenceEmpty(t *testing.T) {
+	_, err := ParseReference("")
+	if err == nil || err.Error() != `parse reference "": empty image reference` {
+		t.Fatalf("error = %v, want %q", err, `parse reference "": empty image reference`)
+	}
+}
+
+func TestParseListLines(t *testing.T) {
+	long := strings.Repeat("a", 70_000)
+	tests := []struct {
+		name     string
+		in       string
+		wantRefs []string
+		wantErrs []string // each joined error, in order
+	}{
+		{"byte order mark at the start", "\xEF\xBB\xBFbusybox:1\nalpine\n",
+			[]string{"docker.io/library/busybox:1", "docker.io/library/alpine:latest"}, nil},
+		{"byte order mark on a comment line", "\xEF\xBB\xBF# list\nbusybox:1",
+			[]string{"docker.io/library/busybox:1"}, nil},
+		{"CRLF endings and no final newline", "busybox:1\r\nalpine:3\r\npause:3.9",
+			[]string{"docker.io/library/busybox:1", "docker.io/library/alpine:3",
+				"docker.io/library/pause:3.9"}, nil},
+		{"line over the limit, the rest still read", "busybox:1\n" + long + "\nalpine:3\n",
+			[]string{"docker.io/library/busybox:1", "docker.io/library/alpine:3"},
+			[]string{"list.txt:2: line is 70000 bytes long, over the 4096-byte limit of " +
+				"a reference"}},
+		// bufio.Reader reads 4096 bytes at a time: the CR ends the second read.
+		{"CR and LF split across reads", strings.Repeat("a", 8191) + "\r\n",
+			nil, []string{"list.txt:1: line is 8191 bytes long, over the 4096-byte limit " +
+				"of a reference"}},
+		{"one byte over the limit", strings.Repeat("a", 4097) + "\n", nil,
+			[]string{"list.txt:1: line is 4097 bytes long, over the 4096-byte limit " +
+				"of a reference"}},
+		{"at the limit: parsed, quoted short", strings.Repeat("a", 4096), nil,
+			[]string{"list.txt:1: parse reference \"" + strings.Repeat("a", 80) +
+				"\"… (4096 bytes): repository name must not be more than 255 characters"}},
+		{"long comment after a reference", "busybox:1 # " + long + "\n",
+			[]string{"docker.io/library/busybox:1"}, nil},
+		{"binary junk", "busybox:1\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03junk\n",
+			[]string{"docker.io/library/busybox:1"},
+			[]string{`list.txt:2: not text (byte 1 is 0x1f): "\x1f\x8b\b\x00\x00\x00\x00` +
+				`\x00\x00\x03junk"; is this an image list?`}},
+		{"invalid UTF-8", "busybox:\xff1\n", nil,
+			[]string{`list.txt:1: not text (byte 9 is 0xff): "busybox:\xff1"; ` +
+				`is this an image list?`}},
+		{"junk quoted to 80 bytes", strings.Repeat("\x00", 100), nil,
+			[]string{`list.txt:1: not text (byte 1 is 0x0): "` +
+				strings.Repeat(`\x00`, 80) + `"… (100 bytes); is this an image list?`}},
+		{"every bad line reported", "Bad\nbusybox\nx y\n", []string{
+			"docker.io/library/busybox:latest"}, []string{
+			`list.txt:1: parse reference "Bad": invalid reference format: repository name ` +
+				`(library/Bad) must be lowercase`,
+			`list.txt:3: parse reference "x y": invalid reference format`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			refs, err := ParseList(strings.NewReader(tt.in), "list.txt")
+
+			var got []string
+			for _, r := range refs {
+				got = append(got, r.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.wantRefs, "\n") {
+				t.Errorf("refs = %q, want %q", got, tt.wantRefs)
+			}
+
+			var errs []string
+			if err != nil {
+				for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+					errs = append(errs, e.Error())
+				}
+			}
+			if strings.Join(errs, "\n") != strings.Join(tt.wantErrs, "\n") {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"),
+					strings.Join(tt.wantErrs, "\n"))
+			}
+		})
+	}
+}

@@ -32,6 +32,9 @@ type Plan struct {
 type PlannedImage struct {
 	Ref   reference.Named
 	Image cache.Image
+	// MovedTag is set for a name:tag@digest reference whose tag now points at other
+	// content: the digest it holds is the tag's, and the pinned digest was fetched.
+	MovedTag digest.Digest
 }
 
 // ImageError is the failure of one listed image; the others go on without it.
@@ -55,9 +58,7 @@ func (f *Fetcher) Resolve(ctx context.Context, refs []reference.Named) (*Plan, e
 	g.SetLimit(resolveConcurrency)
 	for i, ref := range refs {
 		g.Go(func() error {
-			img, err := f.resolveImage(gctx, ref)
-			results[i] = PlannedImage{Ref: ref, Image: img}
-			errs[i] = err
+			results[i], errs[i] = f.resolveImage(gctx, ref)
 			return nil
 		})
 	}
@@ -89,12 +90,28 @@ func (f *Fetcher) Resolve(ctx context.Context, refs []reference.Named) (*Plan, e
 // resolveImage pins one reference: top-level document, every child of an index, the
 // selected platform manifests and their configs. Layers are left to Transfer, and the
 // record to Resolve.
-func (f *Fetcher) resolveImage(ctx context.Context, ref reference.Named) (cache.Image, error) {
+func (f *Fetcher) resolveImage(ctx context.Context, ref reference.Named) (PlannedImage,
+	error) {
 	top, err := f.topManifest(ctx, ref)
 	if err != nil {
-		return cache.Image{}, err
+		return PlannedImage{}, err
 	}
 
+	img, err := f.pinImage(ctx, ref, top)
+	if err != nil {
+		return PlannedImage{}, err
+	}
+
+	planned := PlannedImage{Ref: ref, Image: img}
+	if top.TagMoved() {
+		planned.MovedTag = top.TagDigest
+	}
+	return planned, nil
+}
+
+// pinImage builds the record of one image from its top-level document.
+func (f *Fetcher) pinImage(ctx context.Context, ref reference.Named,
+	top registry.Manifest) (cache.Image, error) {
 	doc, err := parseDocument(top.Descriptor.MediaType, top.Bytes)
 	if err != nil {
 		return cache.Image{}, fmt.Errorf("read manifest %s: %w", top.Descriptor.Digest, err)

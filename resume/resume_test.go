@@ -326,3 +326,25 @@ func TestSinglePlatformImageOfAnotherPlatformFails(t *testing.T) {
 		}
 	}
 }
+
+func TestPinnedDigestOfAnotherTagIsFetchedAndReported(t *testing.T) {
+	fx := newFixture(t)
+	rng := testimage.NewRand(t, 9)
+	opts := testimage.MultiArchOptions{LayerSizes: []int{100}}
+	current := testimage.MultiArch(t, rng, opts).Push(t, fx.reg, "team/moved", "v1")
+	other := testimage.MultiArch(t, rng, opts).Push(t, fx.reg, "team/moved", "v2")
+
+	plan, _ := fx.fetch(t, Options{}, fx.ref(t, "team/moved:v1@"+other.String()))
+
+	if len(plan.Images) != 1 {
+		t.Fatalf("images = %d, failed %v; want the pinned image fetched", len(plan.Images),
+			plan.Failed)
+	}
+	pi := plan.Images[0]
+	if pi.Image.Target.Digest != other {
+		t.Errorf("target = %s, want the pinned digest %s", pi.Image.Target.Digest, other)
+	}
+	if pi.MovedTag != current {
+		t.Errorf("MovedTag = %q, want the tag's digest %s", pi.MovedTag, current)
+	}
+}

@@ -135,7 +135,14 @@ func retryMax(flag int) int {
 // jsonSummary is the --json output: the figures and each failed image with its error.
 type jsonSummary struct {
 	resume.Stats
-	Failed []jsonFailure `json:"failed"`
+	Failed   []jsonFailure  `json:"failed"`
+	TagMoved []jsonTagMoved `json:"tag_moved"`
+}
+
+// jsonTagMoved is a name:tag@digest image whose tag points at other content.
+type jsonTagMoved struct {
+	Image     string `json:"image"`
+	TagDigest string `json:"tag_digest"`
 }
 
 type jsonFailure struct {
@@ -145,9 +152,15 @@ type jsonFailure struct {
 
 func (c *fetchCmd) printSummary(w io.Writer, s resume.Stats, plan *resume.Plan) error {
 	if c.JSON {
-		out := jsonSummary{Stats: s, Failed: []jsonFailure{}}
+		out := jsonSummary{Stats: s, Failed: []jsonFailure{}, TagMoved: []jsonTagMoved{}}
 		for _, f := range plan.Failed {
 			out.Failed = append(out.Failed, jsonFailure{Image: f.Ref, Error: f.Err.Error()})
+		}
+		for _, pi := range plan.Images {
+			if pi.MovedTag != "" {
+				out.TagMoved = append(out.TagMoved, jsonTagMoved{Image: pi.Image.Name,
+					TagDigest: pi.MovedTag.String()})
+			}
 		}
 		return json.NewEncoder(w).Encode(out)
 	}
@@ -169,6 +182,16 @@ func (c *fetchCmd) printSummary(w io.Writer, s resume.Stats, plan *resume.Plan) 
 	}
 	for _, f := range plan.Failed {
 		if _, err := fmt.Fprintf(w, "failed:     %s\n", f.Ref); err != nil {
+			return err
+		}
+	}
+	for _, pi := range plan.Images {
+		if pi.MovedTag == "" {
+			continue
+		}
+		_, err := fmt.Fprintf(w, "pinned:     %s (its tag now points at %s; the pinned "+
+			"digest was fetched)\n", pi.Image.Name, pi.MovedTag)
+		if err != nil {
 			return err
 		}
 	}

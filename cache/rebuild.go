@@ -1,0 +1,135 @@
+package cache
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// damagedSuffix names the file a damaged index.db is moved to: index.db.damaged.
+const damagedSuffix = ".damaged"
+
+// IndexRebuild is what RebuildIndex did.
+type IndexRebuild struct {
+	// Blobs counts the blobs of blobs/ the new index records.
+	Blobs int `json:"blobs"`
+	// LostImages names, sorted, the images index.json listed: the damaged index held their
+	// records, which the new one lacks until a fetch records them again. Empty when
+	// index.json was unreadable too.
+	LostImages []string `json:"lost_images"`
+	// Damaged is the path the damaged index was moved to. Nothing reads it; it is kept for
+	// inspection and may be deleted.
+	Damaged string `json:"damaged"`
+}
+
+// RebuildIndex replaces the damaged index.db of the cache at dir by a new one recording every
+// blob in blobs/ and no image. Image records live only in index.db, so they are lost, but a
+// fetch of the same lists records them again without downloading a blob; until then every
+// blob is needed by no image, and Prune would remove it. The damaged file is kept as
+// index.db.damaged, replacing an older one, and index.json is rewritten to list no image.
+//
+// RebuildIndex takes the writer lock (ErrLocked when another process holds it) and fails with
+// ErrNotFound when dir holds no index.db. It only replaces an index it cannot read: when
+// index.db reads cleanly it fails and changes nothing.
+func RebuildIndex(dir string, opts Options) (IndexRebuild, error) {
+	c := newCache(dir, opts)
+	err := c.checkExists()
+	if err != nil {
+		return IndexRebuild{}, err
+	}
+
+	c.lock, err = acquireLock(c.dir)
+	if err != nil {
+		return IndexRebuild{}, err
+	}
+
+	rebuild, err := c.rebuildIndex()
+	err = errors.Join(err, releaseLock(c.lock))
+	if err != nil {
+		return rebuild, fmt.Errorf("rebuild index of cache %s: %w", c.dir, err)
+	}
+
+	return rebuild, nil
+}
+
+// rebuildIndex moves a damaged index.db aside and builds a new one from blobs/. The caller
+// holds the writer lock.
+func (c *Cache) rebuildIndex() (IndexRebuild, error) {
+	err := c.probeIndex()
+	if err == nil {
+		return IndexRebuild{}, fmt.Errorf("%s reads cleanly, so there is nothing to rebuild",
+			dbFile)
+	}
+	if !errors.Is(err, ErrIndexDamaged) {
+		return IndexRebuild{}, err
+	}
+	c.log.Warn("rebuilding the damaged index from the blobs", "err", err)
+
+	rebuild := IndexRebuild{LostImages: c.listedImages(), Damaged: c.path(dbFile + damagedSuffix)}
+	err = os.Rename(c.path(dbFile), rebuild.Damaged)
+	if err != nil {
+		return rebuild, fmt.Errorf("move the damaged %s aside: %w", dbFile, err)
+	}
+
+	err = c.initDB()
+	if err != nil {
+		return rebuild, err
+	}
+
+	added, err := c.reindex()
+	if err != nil {
+		return rebuild, err
+	}
+	rebuild.Blobs = len(added)
+
+	c.imageMu.Lock()
+	defer c.imageMu.Unlock()
+
+	return rebuild, c.writeIndex()
+}
+
+// probeIndex reads every bucket of index.db, as a writable Open and Verify do, so that a
+// damaged index fails here with ErrIndexDamaged.
+func (c *Cache) probeIndex() error {
+	err := c.initDB()
+	if err != nil {
+		return err
+	}
+
+	_, err = c.Images()
+	if err != nil {
+		return err
+	}
+
+	_, err = c.indexedBlobs()
+
+	return err
+}
+
+// listedImages returns, sorted, the image names index.json lists, or nil when it cannot be
+// read: it is the one record of the images outside index.db.
+func (c *Cache) listedImages() []string {
+	data, err := os.ReadFile(c.path(indexFile))
+	var index ocispec.Index
+	if err == nil {
+		err = json.Unmarshal(data, &index)
+	}
+	if err != nil {
+		c.log.Warn("cannot tell which image records are lost", "file", indexFile, "err", err)
+		return nil
+	}
+
+	var names []string
+	for _, desc := range index.Manifests {
+		if name := desc.Annotations[annotationImageName]; name != "" {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+
+	return slices.Compact(names)
+}
