@@ -26,7 +26,7 @@ type matrixImage struct {
 	Name string
 	// RefName is the org.opencontainers.image.ref.name annotation.
 	RefName string
-	// Familiar is the manifest.json RepoTags entry; "" for a reference by digest only.
+	// Familiar is the familiar name:tag docker load prints; "" for a reference by digest only.
 	Familiar string
 	// Top is the top-level document index.json points at: the index, or the manifest.
 	Top testimage.Blob
