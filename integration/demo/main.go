@@ -25,14 +25,15 @@ func main() {
 	dls := flag.String("dls", "bin/dls", "the dls binary to run")
 	list := flag.String("list", "integration/testdata/k3s-images.txt", "image list to serve")
 	out := flag.String("out", "demo", "directory for the cache and the archive")
+	layer := flag.Int("layer-size", 256<<10, "bytes of each image's own random layer")
 	flag.Parse()
 
-	if err := run(*dls, *list, *out); err != nil {
+	if err := run(*dls, *list, *out, *layer); err != nil {
 		log.Fatalf("demo: %v", err)
 	}
 }
 
-func run(dls, list, out string) error {
+func run(dls, list, out string, layerSize int) error {
 	tb := &demoTB{}
 	defer tb.cleanup()
 
@@ -45,7 +46,7 @@ func run(dls, list, out string) error {
 
 	reg := registrytest.Start(tb, registrytest.Options{})
 	fmt.Printf("# a distribution registry serves the images of %s at %s\n", list, reg.URL)
-	if err := pushList(tb, reg, list); err != nil {
+	if err := pushList(tb, reg, list, layerSize); err != nil {
 		return err
 	}
 
@@ -120,7 +121,7 @@ func show(name string, args ...string) error {
 
 // pushList pushes a linux/amd64 + linux/arm64 image with an attestation for every entry of
 // the list; the images run a small static program that prints a greeting.
-func pushList(tb testing.TB, reg *registrytest.Registry, list string) error {
+func pushList(tb testing.TB, reg *registrytest.Registry, list string, layerSize int) error {
 	f, err := os.Open(list)
 	if err != nil {
 		return err
@@ -140,7 +141,7 @@ func pushList(tb testing.TB, reg *registrytest.Registry, list string) error {
 			Base: map[string][]testimage.Layer{
 				"linux/amd64": {base}, "linux/arm64": {base},
 			},
-			LayerSizes:   []int{256 << 10},
+			LayerSizes:   []int{layerSize},
 			Hello:        true,
 			Attestations: true,
 		})
