@@ -118,8 +118,18 @@ func (c *Cache) openReadOnly() error {
 }
 
 // openWritable creates the layout, takes the writer lock and brings the index up to date.
+// An existing index is checked first, so that a directory holding a newer cache, a damaged
+// index or another program's database is left as it was.
 func (c *Cache) openWritable() error {
-	err := c.makeDirs()
+	fi, err := os.Stat(c.path(dbFile))
+	if err == nil && fi.Size() > 0 {
+		err = c.checkVersion()
+		if err != nil {
+			return err
+		}
+	}
+
+	err = c.makeDirs()
 	if err != nil {
 		return err
 	}
@@ -158,7 +168,36 @@ func (c *Cache) initWritable() error {
 			"digest", blob.Digest, "size", blob.Size)
 	}
 
+	err = c.removePutLeftovers()
+	if err != nil {
+		return err
+	}
+
 	return c.ensureIndex()
+}
+
+// removePutLeftovers removes the temporary files of PutBlob calls of killed runs. Unlike
+// downloads they are never continued, and holding the writer lock rules out that another
+// process is writing them.
+func (c *Cache) removePutLeftovers() error {
+	partials, err := c.listPartials()
+	if err != nil {
+		return err
+	}
+
+	for _, p := range partials {
+		if !p.put {
+			continue
+		}
+
+		err := os.Remove(c.path(partialDir, p.name))
+		if err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove the leftover %s: %w", p.name, err)
+		}
+		c.log.Debug("removed the temporary file of an interrupted run", "name", p.name)
+	}
+
+	return nil
 }
 
 // makeDirs creates the cache directory and its fixed subdirectories.

@@ -46,7 +46,7 @@ func (c *Cache) withDB(write bool, fn func(tx *bolt.Tx) error) error {
 	}
 
 	path := c.path(dbFile)
-	if fi, err := os.Stat(path); !write && err == nil && fi.Size() == 0 {
+	if !write && isEmptyFile(path) {
 		return nil
 	}
 
@@ -62,6 +62,13 @@ func (c *Cache) withDB(write bool, fn func(tx *bolt.Tx) error) error {
 	}
 
 	return errors.Join(err, errClose)
+}
+
+// isEmptyFile reports whether path is a file of zero bytes.
+func isEmptyFile(path string) bool {
+	fi, err := os.Stat(path)
+
+	return err == nil && fi.Size() == 0
 }
 
 // openDB opens the index at path. Errors meaning that its content is unreadable wrap
@@ -132,11 +139,6 @@ func damagedIndex(path string, cause error) error {
 // initDB creates the buckets and records the format version, refusing a newer format.
 func (c *Cache) initDB() error {
 	return c.withDB(true, func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketMeta) == nil && hasBuckets(tx) {
-			return fmt.Errorf("open cache %s: its %s holds data, but not dls's; is it a "+
-				"dls cache? check --cache", c.dir, dbFile)
-		}
-
 		for _, name := range [][]byte{bucketImages, bucketBlobs, bucketMeta} {
 			_, err := tx.CreateBucketIfNotExists(name)
 			if err != nil {
@@ -160,13 +162,19 @@ func hasBuckets(tx *bolt.Tx) bool {
 	return name != nil
 }
 
-// checkVersion refuses a cache of a newer format without writing anything.
+// checkVersion refuses, without writing anything, an index of a newer format or of another
+// program. An index with no bucket at all is a new one: a writer was killed between bbolt
+// initialising the file and dls's first commit.
 func (c *Cache) checkVersion() error {
 	return c.withDB(false, func(tx *bolt.Tx) error {
+		if !hasBuckets(tx) {
+			return nil
+		}
+
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil || tx.Bucket(bucketImages) == nil || tx.Bucket(bucketBlobs) == nil {
-			return fmt.Errorf("open cache %s: %s lacks dls's buckets; is it a dls cache?",
-				c.dir, dbFile)
+			return fmt.Errorf("open cache %s: its %s holds another program's data, not "+
+				"dls's; check --cache", c.dir, dbFile)
 		}
 
 		return c.compareVersion(meta.Get(keyVersion))
@@ -242,7 +250,12 @@ func (c *Cache) indexBlob(d digest.Digest, size int64) error {
 func (c *Cache) indexedBlobs() ([]BlobInfo, error) {
 	var out []BlobInfo
 	err := c.withDB(false, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketBlobs).ForEach(func(k, v []byte) error {
+		b := tx.Bucket(bucketBlobs)
+		if b == nil {
+			return nil // a new index; see checkVersion
+		}
+
+		return b.ForEach(func(k, v []byte) error {
 			size := int64(-1) // an entry of the wrong length: its size is unknown
 			if len(v) == 8 {
 				size = int64(binary.BigEndian.Uint64(v))

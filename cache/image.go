@@ -61,14 +61,16 @@ func (c *Cache) putImages(images []Image) error {
 
 	err := c.withDB(true, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketImages)
+		names := make([]string, 0, len(records))
 		for name, data := range records {
 			err := b.Put([]byte(name), data)
 			if err != nil {
 				return fmt.Errorf("put image %s: %w", name, err)
 			}
+			names = append(names, name)
 		}
 
-		return nil
+		return foundLost(tx, names)
 	})
 	if err != nil {
 		return err
@@ -109,7 +111,12 @@ func (c *Cache) Image(name string) (Image, error) {
 	var img Image
 	found := false
 	err := c.withDB(false, func(tx *bolt.Tx) error {
-		data := tx.Bucket(bucketImages).Get([]byte(name))
+		b := tx.Bucket(bucketImages)
+		if b == nil {
+			return nil // a new index; see checkVersion
+		}
+
+		data := b.Get([]byte(name))
 		if data == nil {
 			return nil
 		}
@@ -147,8 +154,13 @@ func (c *Cache) Images() ([]Image, error) {
 
 // readImages decodes the images bucket; bbolt's key order is the Name order.
 func readImages(tx *bolt.Tx) ([]Image, error) {
+	b := tx.Bucket(bucketImages)
+	if b == nil {
+		return nil, nil // a new index; see checkVersion
+	}
+
 	var out []Image
-	err := tx.Bucket(bucketImages).ForEach(func(k, v []byte) error {
+	err := b.ForEach(func(k, v []byte) error {
 		var img Image
 		err := json.Unmarshal(v, &img)
 		if err != nil {

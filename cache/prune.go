@@ -28,7 +28,9 @@ type PruneReport struct {
 // kept image needs and every stale partial download. A nil keep keeps all images and only
 // removes what none needs; an empty, non-nil keep removes every image. A name in keep that is
 // not cached fails with ErrNotFound before anything is removed, so a typo cannot empty the
-// cache. With dryRun nothing is removed (and a read-only cache will do).
+// cache. A nil keep fails while images whose records a rebuild of the index lost are not
+// recorded again (see RebuildIndex); a keep list forgets them. With dryRun nothing is removed
+// (and a read-only cache will do).
 //
 // Prune must not run while this process fetches into the cache: a blob committed for an image
 // not yet recorded is unreferenced and would go. Other processes cannot fetch meanwhile: they
@@ -56,6 +58,11 @@ func (c *Cache) Prune(ctx context.Context, keep []string, dryRun bool) (PruneRep
 // prune does the work of Prune. The caller holds imageMu.
 func (c *Cache) prune(ctx context.Context, keep []string, dryRun bool) (PruneReport, error) {
 	report := PruneReport{DryRun: dryRun}
+	lost, err := c.checkLost(keep)
+	if err != nil {
+		return report, err
+	}
+
 	kept, err := c.planPrune(keep, &report)
 	if err != nil {
 		return report, err
@@ -76,7 +83,33 @@ func (c *Cache) prune(ctx context.Context, keep []string, dryRun bool) (PruneRep
 		return report, err
 	}
 
+	// Images were named to keep, so the lost ones are not wanted: forget them.
+	if len(lost) > 0 {
+		err = c.withDB(true, func(tx *bolt.Tx) error { return writeLost(tx, nil) })
+		if err != nil {
+			return report, err
+		}
+	}
+
 	return report, c.removeBlobs(ctx, drop, report)
+}
+
+// checkLost returns the images whose records a rebuild of the index lost. Their blobs look
+// unneeded, so it refuses to prune without a list of the images to keep.
+func (c *Cache) checkLost(keep []string) ([]string, error) {
+	lost, err := c.lostImages()
+	if err != nil {
+		return nil, err
+	}
+
+	if keep == nil && len(lost) > 0 {
+		return nil, fmt.Errorf("the records of %s were lost when index.db was rebuilt, so "+
+			"the blobs they need look unneeded; run dls fetch with their lists first to "+
+			"record them again, or give dls prune lists of the images to keep",
+			strings.Join(lost, ", "))
+	}
+
+	return lost, nil
 }
 
 // planPrune splits the images into those kept, returned, and those removed, listed in report.

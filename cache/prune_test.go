@@ -124,8 +124,10 @@ func TestPruneUnknownNameRemovesNothing(t *testing.T) {
 	before := listTree(t, f.dir)
 
 	_, err := f.c.Prune(context.Background(), []string{nameA, "docker.io/library/typo:1"}, false)
-	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "docker.io/library/typo:1") {
-		t.Fatalf("Prune with an unknown name: %v; want ErrNotFound naming it", err)
+	want := "prune cache " + f.dir + ": images to keep docker.io/library/typo:1 are not " +
+		"cached; check the names against dls ls: not found in cache"
+	if !errors.Is(err, ErrNotFound) || err.Error() != want {
+		t.Fatalf("Prune with an unknown name: %v\nwant ErrNotFound: %s", err, want)
 	}
 	if after := listTree(t, f.dir); !slices.Equal(after, before) {
 		t.Errorf("failed prune changed the tree:\n%v\nwas\n%v", after, before)
@@ -151,6 +153,24 @@ func TestPruneKeepsActiveDownload(t *testing.T) {
 	r := openReadOnly(t, f.dir)
 	if _, err := r.Prune(context.Background(), nil, false); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("Prune on a read-only cache: %v; want ErrReadOnly", err)
+	}
+}
+
+func TestPruneKeepsDownloadsOfIncompleteImages(t *testing.T) {
+	f := newFixture(t)
+	in := interruptFetch(t, f)
+
+	report, err := f.c.Prune(context.Background(), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(report.Partials, []string{f.stale}) {
+		t.Errorf("Prune removed partials %v, want only the orphan's [%s]", report.Partials,
+			f.stale)
+	}
+	if _, err := os.Stat(f.c.path(partialDir, in.partial)); err != nil {
+		t.Errorf("Prune removed the download of %s, which %s needs: %v", in.c2.Digest, nameC,
+			err)
 	}
 }
 

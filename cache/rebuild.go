@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
 )
 
 // damagedSuffix names the file a damaged index.db is moved to: index.db.damaged.
@@ -28,17 +29,24 @@ type IndexRebuild struct {
 
 // RebuildIndex replaces the damaged index.db of the cache at dir by a new one recording every
 // blob in blobs/ and no image. Image records live only in index.db, so they are lost, but a
-// fetch of the same lists records them again without downloading a blob; until then every
-// blob is needed by no image, and Prune would remove it. The damaged file is kept as
+// fetch of the same lists records them again without downloading a blob. Until then their
+// blobs look unneeded: the new index remembers the lost names (VerifyReport.LostImages), and
+// Prune refuses to run without a list of the images to keep. The damaged file is kept as
 // index.db.damaged, replacing an older one, and index.json is rewritten to list no image.
 //
 // RebuildIndex takes the writer lock (ErrLocked when another process holds it) and fails with
 // ErrNotFound when dir holds no index.db. It only replaces an index it cannot read: when
-// index.db reads cleanly it fails and changes nothing.
+// index.db reads cleanly it fails and changes no record.
 func RebuildIndex(dir string, opts Options) (IndexRebuild, error) {
 	c := newCache(dir, opts)
 	err := c.checkExists()
 	if err != nil {
+		return IndexRebuild{}, err
+	}
+
+	// A newer cache or another program's database fails here, before the lock file is made.
+	err = c.checkVersion()
+	if err != nil && !errors.Is(err, ErrIndexDamaged) {
 		return IndexRebuild{}, err
 	}
 
@@ -76,6 +84,11 @@ func (c *Cache) rebuildIndex() (IndexRebuild, error) {
 	}
 
 	err = c.initDB()
+	if err == nil {
+		err = c.withDB(true, func(tx *bolt.Tx) error {
+			return writeLost(tx, rebuild.LostImages)
+		})
+	}
 	if err != nil {
 		return rebuild, err
 	}
@@ -93,9 +106,15 @@ func (c *Cache) rebuildIndex() (IndexRebuild, error) {
 }
 
 // probeIndex reads every bucket of index.db, as a writable Open and Verify do, so that a
-// damaged index fails here with ErrIndexDamaged.
+// damaged index fails here with ErrIndexDamaged. Another program's database fails too, but
+// not so: it is not dls's to replace.
 func (c *Cache) probeIndex() error {
-	err := c.initDB()
+	err := c.checkVersion()
+	if err != nil {
+		return err
+	}
+
+	err = c.initDB()
 	if err != nil {
 		return err
 	}

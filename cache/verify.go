@@ -52,6 +52,10 @@ type VerifyReport struct {
 	// Incomplete: images needing blobs that were never fetched. Not defects: the blobs have
 	// no file and no index entry, and the next fetch of the images finishes them.
 	Incomplete []IncompleteImage `json:"incomplete,omitempty"`
+	// LostImages: images whose records were lost when a damaged index was rebuilt
+	// (RebuildIndex) and that no fetch has recorded again. The blobs they need count as
+	// Orphaned meanwhile, but Prune keeps them unless given the images to keep.
+	LostImages []string `json:"lost_images,omitempty"`
 	// Orphaned: intact blobs no image needs; Prune removes them.
 	Orphaned []BlobInfo `json:"orphaned,omitempty"`
 	// StalePartials: files under partial/ no fetch will continue (downloads of blobs no image
@@ -69,10 +73,10 @@ func (r VerifyReport) OK() bool {
 	return len(r.Missing) == 0 && len(r.Corrupt) == 0
 }
 
-// Complete reports whether every image can be assembled from intact blobs: OK, and no image
-// waits for blobs a fetch has not downloaded yet.
+// Complete reports whether every image can be assembled from intact blobs: OK, no image
+// waits for blobs a fetch has not downloaded yet, and no image record was lost.
 func (r VerifyReport) Complete() bool {
-	return r.OK() && len(r.Incomplete) == 0
+	return r.OK() && len(r.Incomplete) == 0 && len(r.LostImages) == 0
 }
 
 // Verify re-hashes every blob in blobs/ and reports corrupt blobs, blobs the index records
@@ -122,6 +126,11 @@ func (c *Cache) verify(ctx context.Context) (VerifyReport, error) {
 	}
 
 	partials, err := c.listPartials()
+	if err != nil {
+		return report, err
+	}
+
+	report.LostImages, err = c.lostImages()
 	if err != nil {
 		return report, err
 	}

@@ -3,11 +3,14 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func TestVerifyFindsDefects(t *testing.T) {
@@ -31,7 +34,8 @@ func TestVerifyFindsDefects(t *testing.T) {
 			wantCorrupt: func(f *fixture) []Defect {
 				actual := flippedDigest(f.data[f.sh.Digest], 123)
 				return []Defect{{Digest: f.sh.Digest, Expected: 400, Actual: 400,
-					Problem: "content hashes to " + actual.String(), Images: []string{nameA, nameB}}}
+					Problem: "content hashes to " + actual.String(),
+					Images:  []string{nameA, nameB}}}
 			},
 			wantMissing: func(f *fixture) []Defect { return nil },
 		},
@@ -56,7 +60,8 @@ func TestVerifyFindsDefects(t *testing.T) {
 			wantCorrupt: func(f *fixture) []Defect { return nil },
 			wantMissing: func(f *fixture) []Defect {
 				return []Defect{{Digest: f.b1.Digest, Expected: 300, Actual: -1,
-					Problem: "absent", Images: []string{nameB}}}
+					Problem: "absent, though the index records it as fetched",
+					Images:  []string{nameB}}}
 			},
 		},
 	}
@@ -85,7 +90,131 @@ func TestVerifyFindsDefects(t *testing.T) {
 			if report.OK() != (len(tt.wantCorrupt(f))+len(tt.wantMissing(f)) == 0) {
 				t.Errorf("OK() = %v for %+v", report.OK(), report)
 			}
+			if report.Incomplete != nil || report.Complete() != report.OK() {
+				t.Errorf("Incomplete = %+v, Complete() = %v; want none, as OK()",
+					report.Incomplete, report.Complete())
+			}
 		})
+	}
+}
+
+// nameC is the image interruptFetch records.
+const nameC = "docker.io/library/gamma:3"
+
+// interrupted is image C of a fetch interrupted mid-transfer, added to a fixture: its target
+// c1 is committed; c2 has a 60-byte partial download, c3 none, c4 an empty one.
+type interrupted struct {
+	c1, c2, c3, c4 ocispec.Descriptor
+	partial        string // the partial download of c2
+}
+
+// interruptFetch records image C in f's cache as a fetch does before transferring its blobs,
+// then leaves its blobs as a fetch killed mid-transfer would.
+func interruptFetch(t testing.TB, f *fixture) interrupted {
+	t.Helper()
+	rng := newRand(t)
+	descs, _ := putBlobs(t, f.c, rng, 600)
+	var in interrupted
+	in.c1 = descs[0]
+	var c2data []byte
+	in.c2, c2data = randomBlob(t, rng, 700)
+	in.c3, _ = randomBlob(t, rng, 800)
+	in.c4, _ = randomBlob(t, rng, 900)
+	if err := f.c.PutImage(testImage(nameC, in.c1, in.c2, in.c3, in.c4)); err != nil {
+		t.Fatal(err)
+	}
+
+	w := mustIngest(t, f.c, in.c2, 0)
+	mustWrite(t, w, c2data[:60])
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in.partial = partialName(in.c2.Digest)
+	if err := os.WriteFile(f.c.path(partialDir, partialName(in.c4.Digest)), nil,
+		0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	return in
+}
+
+// TestVerifyTellsUnfetchedFromLost checks that blobs a fetch never got to are reported as an
+// incomplete image, not as defects, and that their partial downloads are not stale, while a
+// blob lost after it was committed still is a defect.
+func TestVerifyTellsUnfetchedFromLost(t *testing.T) {
+	for _, lose := range []bool{false, true} {
+		t.Run(fmt.Sprintf("blob of B lost after its fetch: %v", lose), func(t *testing.T) {
+			f := newFixture(t)
+			in := interruptFetch(t, f)
+			var wantMissing []Defect
+			if lose {
+				if err := os.Remove(f.c.blobPath(f.b1.Digest)); err != nil {
+					t.Fatal(err)
+				}
+				wantMissing = []Defect{{Digest: f.b1.Digest, Expected: 300, Actual: -1,
+					Problem: "absent, though the index records it as fetched",
+					Images:  []string{nameB}}}
+			}
+
+			report, err := f.c.Verify(context.Background(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantIncomplete := []IncompleteImage{{Name: nameC, Blobs: 4, Partial: 1,
+				NotFetched: sortedInfos(BlobInfo{Digest: in.c2.Digest, Size: 700},
+					BlobInfo{Digest: in.c3.Digest, Size: 800},
+					BlobInfo{Digest: in.c4.Digest, Size: 900})}}
+			if !reflect.DeepEqual(report.Incomplete, wantIncomplete) {
+				t.Errorf("Incomplete = %+v\nwant %+v", report.Incomplete, wantIncomplete)
+			}
+			if !reflect.DeepEqual(report.Missing, wantMissing) || report.Corrupt != nil {
+				t.Errorf("Missing = %+v, Corrupt = %+v; want %+v, none", report.Missing,
+					report.Corrupt, wantMissing)
+			}
+			if !reflect.DeepEqual(report.StalePartials, []string{f.stale}) {
+				t.Errorf("StalePartials = %v, want only the orphan's [%s]",
+					report.StalePartials, f.stale)
+			}
+			if report.OK() == lose || report.Complete() {
+				t.Errorf("OK() = %v, Complete() = %v; want %v, false", report.OK(),
+					report.Complete(), !lose)
+			}
+		})
+	}
+}
+
+// TestVerifyRepairLeavesUnfetchedBlobsAlone repairs a cache holding a lost blob and an
+// interrupted fetch: only the lost blob's entry goes; the partial download stays to resume.
+func TestVerifyRepairLeavesUnfetchedBlobsAlone(t *testing.T) {
+	f := newFixture(t)
+	in := interruptFetch(t, f)
+	if err := os.Remove(f.c.blobPath(f.b1.Digest)); err != nil {
+		t.Fatal(err)
+	}
+
+	report, err := f.c.Verify(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(report.Repaired, []digest.Digest{f.b1.Digest}) {
+		t.Errorf("Repaired = %v, want [%s]", report.Repaired, f.b1.Digest)
+	}
+	if _, err := os.Stat(f.c.path(partialDir, in.partial)); err != nil {
+		t.Errorf("repair touched the partial download of %s: %v", in.c2.Digest, err)
+	}
+
+	// The lost blob is now one never fetched: B is incomplete, and nothing is a defect.
+	again, err := f.c.Verify(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, img := range again.Incomplete {
+		names = append(names, img.Name)
+	}
+	if !again.OK() || !slices.Equal(names, []string{nameB, nameC}) {
+		t.Errorf("Verify after repair: OK() = %v, incomplete %v; want true, [%s %s]",
+			again.OK(), names, nameB, nameC)
 	}
 }
 

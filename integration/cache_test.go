@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -265,4 +266,56 @@ func TestSkopeoReadsTheCache(t *testing.T) {
 			t.Errorf("skopeo inspect %s: %v, want no descriptor found:\n%s", full, err, out)
 		}
 	})
+}
+
+// dirTree lists every path under dir, relative and sorted, for before/after comparisons.
+func dirTree(t testing.TB, dir string) []string {
+	t.Helper()
+
+	var out []string
+	err := filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+		rel, _ := filepath.Rel(dir, path)
+		out = append(out, rel)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", dir, err)
+	}
+
+	return out
+}
+
+// TestMaintenanceCommandsCreateNoCache points the commands that only read or maintain a cache
+// at directories that hold none, and expects each to fail saying so, creating nothing: only
+// dls fetch and dls merge make a cache.
+func TestMaintenanceCommandsCreateNoCache(t *testing.T) {
+	work := t.TempDir()
+	empty := filepath.Join(work, "empty")
+	// The layout of podman's storage root, an easy directory to mistake for a cache.
+	podman := filepath.Join(work, "storage")
+	for _, d := range []string{empty, filepath.Join(podman, "overlay"),
+		filepath.Join(podman, "overlay-images"), filepath.Join(podman, "overlay-layers")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, podman, "storage.lock", "")
+
+	for _, dir := range []string{empty, podman} {
+		before := dirTree(t, dir)
+		for _, args := range [][]string{
+			{"verify"}, {"verify", "--repair"}, {"prune"}, {"prune", "--dry-run"}, {"ls"},
+		} {
+			res := runDLS(t, work, append(args, "--cache", dir)...)
+			want := "dls: no dls cache at " + dir + " (no index.db); check --cache, or run " +
+				"dls fetch to create one: not found in cache\n"
+			if res.Code != 1 || res.Stderr != want {
+				t.Errorf("dls %s --cache %s: exit %d, stderr:\n%s\nwant 1 and:\n%s",
+					strings.Join(args, " "), dir, res.Code, res.Stderr, want)
+			}
+		}
+		if after := dirTree(t, dir); !slices.Equal(after, before) {
+			t.Errorf("the commands changed %s:\n%v\nwas\n%v", dir, after, before)
+		}
+	}
 }

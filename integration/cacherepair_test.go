@@ -18,6 +18,9 @@ import (
 	"github.com/dlsproject/dls/integration/testimage"
 )
 
+// problemAbsent is the Problem of a blob the index records that has no file.
+const problemAbsent = "absent, though the index records it as fetched"
+
 // blobFile is where a cache keeps blob d.
 func blobFile(dir string, d digest.Digest) string {
 	return filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded())
@@ -93,7 +96,7 @@ func TestVerifyFindsDamageAndFetchRepairsIt(t *testing.T) {
 				Images:  []string{pause}},
 		},
 		Missing: []cache.Defect{{Digest: config.Digest(), Expected: config.Descriptor.Size,
-			Actual: -1, Problem: "absent", Images: []string{klipper}}},
+			Actual: -1, Problem: problemAbsent, Images: []string{klipper}}},
 	}
 	slices.SortFunc(want.Corrupt, func(a, b cache.Defect) int {
 		return strings.Compare(a.Digest.String(), b.Digest.String())
@@ -144,6 +147,96 @@ func TestVerifyFindsDamageAndFetchRepairsIt(t *testing.T) {
 	})
 }
 
+// verifyResult is what dls verify --json prints.
+type verifyResult struct {
+	cache.VerifyReport
+	IndexRebuild *cache.IndexRebuild `json:"index_rebuild"`
+}
+
+// TestVerifyRepairRebuildsADamagedIndex overwrites the index.db of a fetched cache, checks
+// that commands name the damage and the way out, that dls verify --repair rebuilds the index
+// from the blobs naming the image records lost, and that the next fetch records the images
+// again without downloading a blob and gives the same archive.
+func TestVerifyRepairRebuildsADamagedIndex(t *testing.T) {
+	fx := newFixture(t, smallList, "")
+	fc := newFetchedCache(t, fx, "", smallList)
+	index := filepath.Join(fc.Dir, "index.db")
+	if err := os.WriteFile(index, []byte(strings.Repeat("not bbolt ", 2000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("commands name the damage and the repair", func(t *testing.T) {
+		want := "read index " + index + ": it is damaged (invalid database); the blobs are " +
+			"files of their own that it does not affect: run dls verify --repair to rebuild " +
+			"it from them, then dls fetch with your lists to record the images again (no " +
+			"blob is downloaded again): cache index is damaged\n"
+		for _, args := range [][]string{
+			{"verify", "--cache", fc.Dir},
+			{"ls", "--cache", fc.Dir},
+			{"prune", "--cache", fc.Dir},
+			{"prune", "--cache", fc.Dir, "--dry-run"},
+		} {
+			res := runDLS(t, fc.Work, args...)
+			if res.Code != 1 || !strings.HasSuffix(res.Stderr, want) {
+				t.Errorf("dls %s: exit %d, stderr:\n%s\nwant 1 and an error ending in:\n%s",
+					strings.Join(args, " "), res.Code, res.Stderr, want)
+			}
+		}
+	})
+
+	t.Run("verify --repair rebuilds it from the blobs", func(t *testing.T) {
+		res := runDLS(t, fc.Work, "verify", "--cache", fc.Dir, "--repair", "--json")
+		var got verifyResult
+		if err := json.Unmarshal([]byte(res.Stdout), &got); err != nil {
+			t.Fatalf("decode dls verify --repair --json: %v\n%s", err, res.Stdout)
+		}
+		checkReport(t, "index rebuild", got.IndexRebuild, &cache.IndexRebuild{
+			Blobs: len(fx.hostBlobs()), LostImages: smallListSorted(),
+			Damaged: index + ".damaged"})
+		if !got.OK() || !slices.Equal(got.LostImages, smallListSorted()) ||
+			got.Blobs != len(fx.hostBlobs()) || len(got.Orphaned) != len(fx.hostBlobs()) {
+			t.Errorf("dls verify --repair: %s; want every blob intact and orphaned, every "+
+				"image lost", jsonString(got.VerifyReport))
+		}
+		advice := "re-run dls fetch with your lists to re-record the images; no blob will " +
+			"be downloaded again"
+		if res.Code != 1 || !strings.Contains(res.Stderr, advice) {
+			t.Errorf("dls verify --repair: exit %d, stderr:\n%s\nwant 1 and %q", res.Code,
+				res.Stderr, advice)
+		}
+	})
+
+	t.Run("prune without a list keeps the blobs of the lost images", func(t *testing.T) {
+		res := runDLS(t, fc.Work, "prune", "--cache", fc.Dir)
+		want := "the records of " + strings.Join(smallListSorted(), ", ") + " were lost " +
+			"when index.db was rebuilt"
+		if res.Code != 1 || !strings.Contains(res.Stderr, want) {
+			t.Errorf("dls prune: exit %d, stderr:\n%s\nwant 1 and %q", res.Code, res.Stderr,
+				want)
+		}
+		if n := len(cachedBlobs(t, fc.Dir)); n != len(fx.hostBlobs()) {
+			t.Errorf("cache holds %d blobs after a refused prune, want %d", n,
+				len(fx.hostBlobs()))
+		}
+	})
+
+	t.Run("the next fetch downloads no blob", func(t *testing.T) {
+		fx.Reg.ResetCounts()
+		mustDLS(t, fc.Work, fc.fetchArgs(fc.Dir)...)
+		if n := fx.Reg.Requests("GET blob"); n != 0 {
+			t.Errorf("fetch after the rebuild GET %d blobs, want 0", n)
+		}
+		report := mustVerify(t, fc.Work, fc.Dir)
+		if !report.Complete() || len(report.Orphaned) != 0 {
+			t.Errorf("dls verify after the fetch: %s; want complete, no orphan",
+				jsonString(report))
+		}
+		if got := assembleDigest(t, fc.Work, fc.Dir, fc.List); got != fc.Archive {
+			t.Errorf("archive after the rebuild is %s, before the damage %s", got, fc.Archive)
+		}
+	})
+}
+
 // checkVerifyText checks the lines dls verify prints for the report want, and that its
 // error names the images that cannot be assembled.
 func checkVerifyText(t *testing.T, fc fetchedCache, want cache.VerifyReport) {
@@ -154,8 +247,8 @@ func checkVerifyText(t *testing.T, fc fetchedCache, want cache.VerifyReport) {
 			d.Problem, strings.Join(d.Images, ", ")))
 	}
 	for _, d := range want.Missing {
-		lines = append(lines, fmt.Sprintf("missing   %s  absent; needed by %s", d.Digest,
-			strings.Join(d.Images, ", ")))
+		lines = append(lines, fmt.Sprintf("missing   %s  %s; needed by %s", d.Digest,
+			problemAbsent, strings.Join(d.Images, ", ")))
 	}
 	lines = append(lines, fmt.Sprintf("verified %d blobs, %s: 2 corrupt, 1 missing, "+
 		"0 orphaned, 0 stale partial downloads", want.Blobs, humanSize(want.Bytes)))
@@ -291,9 +384,11 @@ func TestPruneKeepsListedImages(t *testing.T) {
 
 	t.Run("a list naming an image not cached removes nothing", func(t *testing.T) {
 		res := runDLS(t, fc.Work, "prune", "--cache", fc.Dir, fc.List)
-		if res.Code != 1 || !strings.Contains(res.Stderr, fx.Images[1].Name) {
-			t.Errorf("dls prune keeping an uncached image: exit %d, want 1 naming %s",
-				res.Code, fx.Images[1].Name)
+		want := "dls: prune cache " + fc.Dir + ": images to keep " + fx.Images[1].Name +
+			" are not cached; check the names against dls ls: not found in cache\n"
+		if res.Code != 1 || res.Stderr != want {
+			t.Errorf("dls prune keeping an uncached image: exit %d, stderr:\n%s\n"+
+				"want 1 and:\n%s", res.Code, res.Stderr, want)
 		}
 		if n := len(cachedBlobs(t, fc.Dir)); n != len(kept) {
 			t.Errorf("cache holds %d blobs, want %d", n, len(kept))

@@ -6,7 +6,8 @@
 // logger) and is safe for concurrent use. Resolve turns a reference into the registry's
 // manifest bytes, FetchManifest fetches an index's child by digest, TagDigest asks what a tag
 // points to without downloading it, and FetchBlob streams a blob into a BlobSink,
-// continuing from whatever the sink already holds.
+// continuing from whatever the sink already holds (from the registry, or, for a foreign
+// layer the registry lacks, from the urls its descriptor lists).
 //
 // Names recorded by callers stay the original, normalised names (docker.io/library/x:1):
 // mirrors and rewrite rules only change where and under which path the bytes are fetched.

@@ -32,10 +32,16 @@ func (e *sinkError) Unwrap() error { return e.err }
 // the first endpoint that has it (mirrors in order, then the registry). A body cut
 // mid-way, a stall (no bytes for IdleTimeout), a wrong Range answer or an expired
 // redirect continues from the sink's new offset with a closed Range, going back to the
-// registry URL; RetryMax attempts in a row without progress end it (with retries off,
+// same source; RetryMax attempts in a row without progress end it (with retries off,
 // the first interruption does). It does not verify the digest (the sink does, at commit)
 // but never writes more than desc.Size bytes in total. Safe for concurrent use with
 // different sinks.
+//
+// When every endpoint fails and desc lists urls (foreign and non-distributable layers,
+// such as Windows base layers), those are tried in order with the same Range, resume and
+// retry rules, counted in the same stats, and without any credentials: see blobFromURLs.
+// The registry comes first because a mirror or private registry that carries the layer
+// is the one the user configured; the urls are usually public hosts.
 func (c *Client) FetchBlob(ctx context.Context, ref reference.Named,
 	desc ocispec.Descriptor, sink BlobSink) (BlobStats, error) {
 	stats := BlobStats{Resumed: sink.Offset()}
@@ -49,29 +55,36 @@ func (c *Client) FetchBlob(ctx context.Context, ref reference.Named,
 
 	var errs endpointErrors
 	for _, ep := range c.endpoints(ref) {
-		err := c.blobFrom(ctx, ep, ref, desc, sink, &stats)
+		err := c.blobFrom(ctx, endpointSource(ep, ref, desc.Digest), desc, sink, &stats)
 		if err == nil {
 			return stats, nil
 		}
 
 		err = fmt.Errorf("fetch blob %s of %s from %s: %w", desc.Digest, ref, ep, err)
-		var se *sinkError
-		if ctx.Err() != nil || errors.As(err, &se) {
+		if isFinal(ctx, err) {
 			return stats, err
 		}
 		c.logFallthrough(ep, err)
 		errs = append(errs, err)
 	}
-	return stats, errs.join()
+	if len(desc.URLs) == 0 {
+		return stats, errs.join()
+	}
+	return stats, c.blobFromURLs(ctx, ref, desc, sink, &stats, errs)
 }
 
-// blobFrom runs attempts at one endpoint until the sink holds desc.Size bytes, an error
+// isFinal reports an error no other source can help with: the caller's context ended,
+// or the sink itself failed (a full disk).
+func isFinal(ctx context.Context, err error) bool {
+	var se *sinkError
+	return ctx.Err() != nil || errors.As(err, &se)
+}
+
+// blobFrom runs attempts at one source until the sink holds desc.Size bytes, an error
 // cannot be resumed, or stopResuming says enough. An attempt that made progress (or reset
 // the sink) is followed at once; one that did not, after a backoff.
-func (c *Client) blobFrom(ctx context.Context, ep *endpoint, ref reference.Named,
-	desc ocispec.Descriptor, sink BlobSink, stats *BlobStats) error {
-	repo := ep.repoPath(ref)
-	url := ep.apiURL(repo, "blobs", desc.Digest.String())
+func (c *Client) blobFrom(ctx context.Context, src blobSource, desc ocispec.Descriptor,
+	sink BlobSink, stats *BlobStats) error {
 	fruitless := 0
 	for {
 		before := sink.Offset()
@@ -85,7 +98,7 @@ func (c *Client) blobFrom(ctx context.Context, ep *endpoint, ref reference.Named
 			return nil
 		}
 
-		err := c.blobAttempt(ctx, ep, repo, url, desc, sink, stats)
+		err := c.blobAttempt(ctx, src, desc, sink, stats)
 		if err == nil {
 			return nil
 		}
@@ -107,9 +120,9 @@ func (c *Client) blobFrom(ctx context.Context, ep *endpoint, ref reference.Named
 			wait = backoff(c.opts.RetryWaitMin, c.opts.RetryWaitMax, fruitless-1, nil)
 		}
 		c.log.Warn("blob transfer interrupted; resuming", "digest", desc.Digest,
-			"endpoint", ep.String(), "offset", sink.Offset(), "error", re.cause, "wait", wait)
+			"source", src.String(), "offset", sink.Offset(), "error", re.cause, "wait", wait)
 		stats.Retries++
-		c.stats.add(ep.base.Host, func(hs *HostStats) {
+		c.stats.add(src.host(), func(hs *HostStats) {
 			hs.Retries++
 			hs.Waited += wait
 		})

@@ -17,8 +17,8 @@ var errStalled = errors.New("stalled")
 
 // blobAttempt is one GET of the rest of a blob, from sink.Offset() to its end, with a
 // closed Range when resuming. It returns nil when the sink holds the whole blob.
-func (c *Client) blobAttempt(ctx context.Context, ep *endpoint, repo, url string,
-	desc ocispec.Descriptor, sink BlobSink, stats *BlobStats) error {
+func (c *Client) blobAttempt(ctx context.Context, src blobSource, desc ocispec.Descriptor,
+	sink BlobSink, stats *BlobStats) error {
 	off := sink.Offset()
 	// identity: Go's transport would otherwise ask for gzip and inflate it, and the
 	// bytes written must be the registry's bytes.
@@ -27,7 +27,7 @@ func (c *Client) blobAttempt(ctx context.Context, ep *endpoint, repo, url string
 		hdr.Set("Range", fmt.Sprintf("bytes=%d-%d", off, desc.Size-1))
 	}
 
-	release, err := c.limiter.acquire(ctx, ep.base.Host)
+	release, err := c.limiter.acquire(ctx, src.host())
 	if err != nil {
 		return err
 	}
@@ -37,7 +37,7 @@ func (c *Client) blobAttempt(ctx context.Context, ep *endpoint, repo, url string
 	defer cancel(nil)
 
 	var rs retryStats
-	resp, err := c.send(actx, apiRequest{ep: ep, repo: repo, url: url, header: hdr, stats: &rs})
+	resp, err := c.getBlob(actx, src, hdr, &rs)
 	stats.Retries += rs.retries
 	stats.Waited += rs.waited
 	if err != nil {
@@ -45,7 +45,7 @@ func (c *Client) blobAttempt(ctx context.Context, ep *endpoint, repo, url string
 	}
 	defer resp.Body.Close()
 
-	remaining, err := c.acceptBlobResponse(resp, ep, desc, off, sink, stats, &rs)
+	remaining, err := c.acceptBlobResponse(resp, src, desc, off, sink, stats, &rs)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func (c *Client) blobAttempt(ctx context.Context, ep *endpoint, repo, url string
 
 	n, err := copyBlob(sink, body, remaining)
 	stats.Downloaded += n
-	c.stats.add(ep.base.Host, func(hs *HostStats) { hs.Bytes += n })
+	c.stats.add(src.host(), func(hs *HostStats) { hs.Bytes += n })
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), errStalled) {
 		return resumable("body stalled: no bytes for %s after %d of %d bytes",
 			c.opts.IdleTimeout, off+n, desc.Size)
@@ -68,14 +68,15 @@ func (c *Client) blobAttempt(ctx context.Context, ep *endpoint, repo, url string
 // acceptBlobResponse checks a blob response before its body is read and returns how many
 // bytes the body must carry. A 200 to a Range request resets the sink and takes the whole
 // body; a 206 must start where we asked; 416, a 206 elsewhere, and a refused redirect
-// (expired presigned URL) are resumable: the next attempt starts over at the registry.
-func (c *Client) acceptBlobResponse(resp *http.Response, ep *endpoint, desc ocispec.Descriptor,
-	off int64, sink BlobSink, stats *BlobStats, rs *retryStats) (int64, error) {
+// (expired presigned URL) are resumable: the next attempt asks the source again.
+func (c *Client) acceptBlobResponse(resp *http.Response, src blobSource,
+	desc ocispec.Descriptor, off int64, sink BlobSink, stats *BlobStats,
+	rs *retryStats) (int64, error) {
 	switch code := resp.StatusCode; {
 	case code == http.StatusOK:
 		if off > 0 {
 			c.log.Warn("server ignored Range; fetching the whole blob", "digest", desc.Digest,
-				"endpoint", ep.String(), "offset", off)
+				"source", src.String(), "offset", off)
 			if err := c.resetSink(sink, stats); err != nil {
 				return 0, err
 			}
@@ -104,11 +105,11 @@ func (c *Client) acceptBlobResponse(resp *http.Response, ep *endpoint, desc ocis
 			off, resp.Status)
 
 	case code >= 400 && code < 500 && code != http.StatusNotFound &&
-		origin(resp.Request.URL) != origin(ep.base):
-		return 0, resumable("redirect target %s answered %s; asking the registry again",
-			resp.Request.URL.Host, resp.Status)
+		origin(resp.Request.URL) != origin(src.base):
+		return 0, resumable("redirect target %s answered %s; asking %s again",
+			resp.Request.URL.Host, resp.Status, src)
 	}
-	return 0, statusError(resp, rs)
+	return 0, src.statusError(resp, rs)
 }
 
 // checkLength refuses a body whose announced length is not want, before reading it.

@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// blobStore stands for the object store or CDN a registry redirects blob GETs to. It
-// serves one blob with Range support and records every request's headers.
+// blobStore stands for the object store or CDN a registry redirects blob GETs to, or the
+// host a foreign layer's url names. It serves one blob at every path with Range support
+// and records every request's headers.
 type blobStore struct {
 	*httptest.Server
 	data []byte
@@ -21,6 +22,8 @@ type blobStore struct {
 	refuseFirst int
 	// cutFirst cuts the first response after this many bytes (0: never).
 	cutFirst int64
+	// notFoundPath, when set, is a path answered 404, like a url naming a removed file.
+	notFoundPath string
 
 	mu      sync.Mutex
 	headers []http.Header
@@ -49,6 +52,10 @@ func (bs *blobStore) serve(w http.ResponseWriter, r *http.Request) {
 	bs.headers = append(bs.headers, r.Header.Clone())
 	bs.mu.Unlock()
 
+	if bs.notFoundPath != "" && r.URL.Path == bs.notFoundPath {
+		http.NotFound(w, r)
+		return
+	}
 	if n < bs.refuseFirst {
 		http.Error(w, "<Error><Code>AccessDenied</Code>Request has expired</Error>",
 			http.StatusForbidden)

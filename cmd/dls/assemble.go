@@ -36,7 +36,7 @@ func (c *assembleCmd) Run(ctx context.Context, e *env) error {
 
 	store, err := cache.Open(e.cacheDir, cache.Options{ReadOnly: true, Logger: e.log})
 	if err != nil {
-		return fmt.Errorf("open cache: %w", err)
+		return err
 	}
 	defer store.Close()
 

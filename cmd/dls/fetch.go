@@ -54,7 +54,7 @@ func (c *fetchCmd) Run(ctx context.Context, e *env) error {
 
 	store, err := cache.Open(e.cacheDir, cache.Options{Logger: e.log})
 	if err != nil {
-		return fmt.Errorf("open cache: %w", err)
+		return err
 	}
 	defer store.Close()
 

@@ -39,7 +39,7 @@ func (c *lsCmd) Run(ctx context.Context, e *env) error {
 
 	store, err := cache.Open(e.cacheDir, cache.Options{ReadOnly: true, Logger: e.log})
 	if err != nil {
-		return fmt.Errorf("open cache: %w", err)
+		return err // it names the cache
 	}
 	defer store.Close()
 

@@ -41,7 +41,7 @@ func (c *mergeCmd) Help() string {
 func (c *mergeCmd) Run(ctx context.Context, e *env) error {
 	store, err := cache.Open(e.cacheDir, cache.Options{Logger: e.log})
 	if err != nil {
-		return fmt.Errorf("open cache: %w", err)
+		return err // it names the cache
 	}
 	defer store.Close()
 

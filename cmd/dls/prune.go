@@ -27,6 +27,7 @@ func (c *pruneCmd) Help() string {
 }
 
 // Run opens the cache for writing, except for a dry run, which works on read-only media.
+// Errors of cache are returned as they are: they name the action and the cache already.
 func (c *pruneCmd) Run(ctx context.Context, e *env) error {
 	keep, err := listedNames(e.stdin, c.Lists, c.Image)
 	if err != nil {
@@ -40,15 +41,17 @@ func (c *pruneCmd) Run(ctx context.Context, e *env) error {
 			"to keep every image, give no list")
 	}
 
-	store, err := cache.Open(e.cacheDir, cache.Options{ReadOnly: c.DryRun, Logger: e.log})
+	// Pruning never creates a cache: a mistyped --cache must fail, not become an empty one.
+	opts := cache.Options{ReadOnly: c.DryRun, MustExist: true, Logger: e.log}
+	store, err := cache.Open(e.cacheDir, opts)
 	if err != nil {
-		return fmt.Errorf("open cache: %w", err)
+		return err
 	}
 	defer store.Close()
 
 	report, err := store.Prune(ctx, keep, c.DryRun)
 	if err != nil {
-		return fmt.Errorf("prune cache %s: %w", e.cacheDir, err)
+		return err
 	}
 
 	if c.JSON {

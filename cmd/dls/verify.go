@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -13,47 +14,105 @@ import (
 )
 
 // verifyCmd is dls verify: it re-hashes every cached blob and names the images each defect
-// affects. It fails when an image cannot be assembled from intact blobs, repaired or not:
-// repair only makes the next fetch download the lost blobs again.
+// affects. It fails when a blob the cache recorded as fetched is corrupt or gone, repaired or
+// not: repair only makes the next fetch download the lost blobs again. Images an interrupted
+// fetch left incomplete are reported but are no defect.
 type verifyCmd struct {
-	Repair bool `help:"Delete corrupt blobs and forget missing ones, for the next fetch."`
+	Repair bool `help:"Delete corrupt blobs, forget missing ones; rebuild a damaged index."`
 	JSON   bool `name:"json" help:"Print the report as JSON."`
+}
+
+// verifyResult is what dls verify found, and what --json prints.
+type verifyResult struct {
+	cache.VerifyReport
+	// IndexRebuild is what --repair did to a damaged index.db before verifying; nil when the
+	// index was readable.
+	IndexRebuild *cache.IndexRebuild `json:"index_rebuild,omitempty"`
 }
 
 // Help is the long help of dls verify.
 func (c *verifyCmd) Help() string {
-	return "Exits 1 when any image cannot be assembled from intact blobs, also after " +
-		"--repair: the next dls fetch of the affected images downloads the removed blobs " +
-		"again. Orphaned blobs and stale partial downloads are reported; dls prune removes them."
+	return "Exits 1 when a blob the cache recorded as fetched is corrupt or missing, also " +
+		"after --repair: the next dls fetch of the affected images downloads the removed " +
+		"blobs again. Images whose fetch was interrupted are listed with what they lack; " +
+		"dls fetch finishes them. Orphaned blobs and stale partial downloads are reported; " +
+		"dls prune removes them. --repair also rebuilds a damaged index.db from the blobs."
 }
 
-// Run opens the cache read-only unless repairing, so verifying works on read-only media.
+// Run verifies the cache and prints the report; the exit status follows from the report.
 func (c *verifyCmd) Run(ctx context.Context, e *env) error {
-	store, err := cache.Open(e.cacheDir, cache.Options{ReadOnly: !c.Repair, Logger: e.log})
+	res, err := c.verify(ctx, e)
 	if err != nil {
-		return fmt.Errorf("open cache: %w", err)
-	}
-	defer store.Close()
-
-	report, err := store.Verify(ctx, c.Repair)
-	if err != nil {
-		return fmt.Errorf("verify cache %s: %w", e.cacheDir, err)
+		return err
 	}
 
 	if c.JSON {
-		err = json.NewEncoder(e.stdout).Encode(report)
+		err = json.NewEncoder(e.stdout).Encode(res)
 	} else {
-		err = printVerify(e.stdout, report)
+		err = printVerify(e.stdout, res)
 	}
 	if err != nil {
 		return fmt.Errorf("print verify report: %w", err)
 	}
 
-	return verifyOutcome(report)
+	return verifyOutcome(res)
 }
 
-// verifyOutcome is the error dls verify exits with: nil when every image can be assembled.
-func verifyOutcome(r cache.VerifyReport) error {
+// verify verifies the cache, and with --repair first rebuilds an index.db it cannot read.
+func (c *verifyCmd) verify(ctx context.Context, e *env) (verifyResult, error) {
+	res, err := c.verifyOnce(ctx, e)
+	if !c.Repair || !errors.Is(err, cache.ErrIndexDamaged) {
+		return res, err
+	}
+
+	rebuild, err := cache.RebuildIndex(e.cacheDir, c.options(e))
+	if err != nil {
+		return res, err
+	}
+
+	res, err = c.verifyOnce(ctx, e)
+	res.IndexRebuild = &rebuild
+
+	return res, err
+}
+
+// verifyOnce opens the cache and verifies it. Errors of cache name the cache already.
+func (c *verifyCmd) verifyOnce(ctx context.Context, e *env) (verifyResult, error) {
+	store, err := cache.Open(e.cacheDir, c.options(e))
+	if err != nil {
+		return verifyResult{}, err
+	}
+	defer store.Close()
+
+	report, err := store.Verify(ctx, c.Repair)
+
+	return verifyResult{VerifyReport: report}, err
+}
+
+// options opens the cache read-only unless repairing, so verifying works on read-only media,
+// and never creates one: there is nothing to verify in a directory that holds no cache.
+func (c *verifyCmd) options(e *env) cache.Options {
+	return cache.Options{ReadOnly: !c.Repair, MustExist: true, Logger: e.log}
+}
+
+// verifyOutcome is the error dls verify exits with: nil when no blob the cache recorded is
+// corrupt or missing and the index did not need rebuilding. Incomplete images are no error:
+// verify checks what is there, and dls fetch finishes them.
+func verifyOutcome(res verifyResult) error {
+	if rb := res.IndexRebuild; rb != nil {
+		lost := "the image records were lost (index.json named none)"
+		if len(rb.LostImages) > 0 {
+			lost = fmt.Sprintf("the records of %s were lost (%s)",
+				counted(len(rb.LostImages), "image"), strings.Join(rb.LostImages, ", "))
+		}
+
+		return fmt.Errorf("index.db was damaged and is rebuilt from %s (the damaged file is "+
+			"kept as %s); %s: re-run dls fetch with your lists to re-record the images; no "+
+			"blob will be downloaded again. Until then dls prune runs only with lists of the "+
+			"images to keep", counted(rb.Blobs, "blob"), rb.Damaged, lost)
+	}
+
+	r := res.VerifyReport
 	if r.OK() {
 		return nil
 	}
@@ -92,19 +151,35 @@ func affectedImages(r cache.VerifyReport) []string {
 	return slices.Compact(names)
 }
 
-// printVerify writes one line per defect, orphan and stale partial, each with what to do,
-// then one per repaired blob and a summary line.
-func printVerify(out io.Writer, r cache.VerifyReport) error {
+// printVerify writes one line per defect, incomplete image, lost image record, orphan and
+// stale partial, each with what to do, then one per repaired blob and a summary line. While
+// image records lost in an index rebuild are not recorded again, the blobs they need look
+// orphaned, so orphans are only counted rather than offered to dls prune.
+func printVerify(out io.Writer, res verifyResult) error {
+	r := res.VerifyReport
 	w := bufio.NewWriter(out)
+	if rb := res.IndexRebuild; rb != nil {
+		fmt.Fprintf(w, "rebuilt   index.db from %s; the damaged file is kept as %s\n",
+			counted(rb.Blobs, "blob"), rb.Damaged)
+	}
+	for _, name := range r.LostImages {
+		fmt.Fprintf(w, "lost      %s  record lost with the damaged index; dls fetch of its "+
+			"list records it again\n", name)
+	}
 	for _, d := range r.Corrupt {
 		fmt.Fprintf(w, "corrupt   %s  %s; %s\n", d.Digest, d.Problem, neededBy(d.Images))
 	}
 	for _, d := range r.Missing {
 		fmt.Fprintf(w, "missing   %s  %s; %s\n", d.Digest, d.Problem, neededBy(d.Images))
 	}
-	for _, b := range r.Orphaned {
-		fmt.Fprintf(w, "orphaned  %s  %s needed by no image; dls prune removes it\n",
-			b.Digest, humanBytes(b.Size))
+	for _, img := range r.Incomplete {
+		fmt.Fprintf(w, "image     %s\n", incompleteLine(img))
+	}
+	if len(r.LostImages) == 0 {
+		for _, b := range r.Orphaned {
+			fmt.Fprintf(w, "orphaned  %s  %s needed by no image; dls prune removes it\n",
+				b.Digest, humanBytes(b.Size))
+		}
 	}
 	for _, name := range r.StalePartials {
 		fmt.Fprintf(w, "partial   %s  stale download; dls prune removes it\n", name)
@@ -112,10 +187,29 @@ func printVerify(out io.Writer, r cache.VerifyReport) error {
 
 	printRepaired(w, r)
 	fmt.Fprintf(w, "verified %s, %s: %d corrupt, %d missing, %d orphaned, "+
-		"%d stale partial downloads\n", counted(r.Blobs, "blob"), humanBytes(r.Bytes),
+		"%d stale partial downloads", counted(r.Blobs, "blob"), humanBytes(r.Bytes),
 		len(r.Corrupt), len(r.Missing), len(r.Orphaned), len(r.StalePartials))
+	if len(r.Incomplete) > 0 {
+		fmt.Fprintf(w, "; %s not fetched completely", counted(len(r.Incomplete), "image"))
+	}
+	if len(r.LostImages) > 0 {
+		fmt.Fprintf(w, "; %s lost", counted(len(r.LostImages), "image record"))
+	}
+	fmt.Fprintln(w)
 
 	return w.Flush()
+}
+
+// incompleteLine describes an image a fetch has not finished, e.g. "docker.io/library/x:1:
+// 3 of 12 blobs not fetched yet (2 partially); run dls fetch to finish it".
+func incompleteLine(img cache.IncompleteImage) string {
+	partially := ""
+	if img.Partial > 0 {
+		partially = fmt.Sprintf(" (%d partially)", img.Partial)
+	}
+
+	return fmt.Sprintf("%s: %d of %d blobs not fetched yet%s; run dls fetch to finish it",
+		img.Name, len(img.NotFetched), img.Blobs, partially)
 }
 
 // printRepaired says, per repaired blob, what repair did to it.

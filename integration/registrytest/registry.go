@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,11 @@ type Options struct {
 	Auth configuration.Auth
 	// Wrap, when set, wraps the registry handler (to inject faults or record headers).
 	Wrap func(http.Handler) http.Handler
+	// AllowURLs are regular expressions that the urls of a pushed manifest's layers
+	// (foreign and non-distributable layers) must match (distribution's
+	// validation.manifests.urls.allow). Such a layer need not be pushed to the registry.
+	// nil refuses every manifest whose layers name urls, as distribution does by default.
+	AllowURLs []string
 }
 
 // Registry is a running registry. Its counters are safe for concurrent use.
@@ -57,6 +63,8 @@ func Start(t testing.TB, opts Options) *Registry {
 		"delete":     configuration.Parameters{"enabled": true},
 	}
 	cfg.Auth = opts.Auth
+	// distribution rewrites the patterns in place; the caller's slice stays as it was.
+	cfg.Validation.Manifests.URLs.Allow = slices.Clone(opts.AllowURLs)
 	// The registry logs every request through logrus at info; tests and the demo print
 	// their own findings, so only the registry's errors are worth showing.
 	logrus.SetLevel(logrus.ErrorLevel)
