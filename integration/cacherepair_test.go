@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dustin/go-humanize"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/dlsproject/dls/cache"
@@ -269,16 +270,7 @@ func smallListSorted() []string {
 
 // humanSize formats n as dls does, e.g. "1.5 KiB".
 func humanSize(n int64) string {
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(1024), 0
-	for m := n / 1024; m >= 1024; m /= 1024 {
-		div *= 1024
-		exp++
-	}
-
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return humanize.IBytes(uint64(n))
 }
 
 // statusReport is what dls status --json prints.

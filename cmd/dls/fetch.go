@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	"github.com/dustin/go-humanize"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/dlsproject/dls/cache"
@@ -210,16 +211,10 @@ func parsePlatforms(specs []string) ([]ocispec.Platform, error) {
 	return out, nil
 }
 
-// humanBytes formats a byte count in binary units, e.g. "12.3 MiB".
+// humanBytes formats a byte count in binary units, e.g. "12 MiB".
 func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+	if n < 0 {
+		n = 0
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return humanize.IBytes(uint64(n))
 }

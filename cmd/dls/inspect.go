@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,11 +24,9 @@ func (c *inspectCmd) Run(ctx context.Context, e *env) error {
 		return fmt.Errorf("inspect %s: %w", c.File, err)
 	}
 
-	if c.JSON {
-		err = json.NewEncoder(e.stdout).Encode(report)
-	} else {
-		err = printReport(e.stdout, report)
-	}
+	err = emit(e.stdout, c.JSON, report, func(w io.Writer) error {
+		return printReport(w, report)
+	})
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/dlsproject/dls/cache"
@@ -48,13 +48,11 @@ func (c *lsCmd) Run(ctx context.Context, e *env) error {
 		return err
 	}
 
-	if c.JSON {
-		err = json.NewEncoder(e.stdout).Encode(status)
-	} else {
-		err = printStatus(e.stdout, status)
-	}
+	err = emit(e.stdout, c.JSON, status, func(w io.Writer) error {
+		return printStatus(w, status)
+	})
 	if err != nil {
-		return fmt.Errorf("print status: %w", err)
+		return err
 	}
 
 	notReady := status.notReady()

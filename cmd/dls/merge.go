@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,16 +59,10 @@ func (c *mergeCmd) Run(ctx context.Context, e *env) error {
 		}
 	}
 
-	if c.JSON {
-		err = json.NewEncoder(e.stdout).Encode(results)
-	} else {
-		err = printMerge(e.stdout, results)
-	}
-	if err != nil {
-		return fmt.Errorf("print merge report: %w", err)
-	}
-
-	return errors.Join(errs...)
+	err = emit(e.stdout, c.JSON, results, func(w io.Writer) error {
+		return printMerge(w, results)
+	})
+	return errors.Join(append(errs, err)...)
 }
 
 // mergeOne merges the cache at src into store. Conflicting images, which Merge reports but

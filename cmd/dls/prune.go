@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,16 +53,9 @@ func (c *pruneCmd) Run(ctx context.Context, e *env) error {
 		return err
 	}
 
-	if c.JSON {
-		err = json.NewEncoder(e.stdout).Encode(report)
-	} else {
-		err = printPrune(e.stdout, report)
-	}
-	if err != nil {
-		return fmt.Errorf("print prune report: %w", err)
-	}
-
-	return nil
+	return emit(e.stdout, c.JSON, report, func(w io.Writer) error {
+		return printPrune(w, report)
+	})
 }
 
 // printPrune writes one line per removed image, blob and partial download, then the total.

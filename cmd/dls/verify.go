@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,13 +45,9 @@ func (c *verifyCmd) Run(ctx context.Context, e *env) error {
 		return err
 	}
 
-	if c.JSON {
-		err = json.NewEncoder(e.stdout).Encode(res)
-	} else {
-		err = printVerify(e.stdout, res)
-	}
+	err = emit(e.stdout, c.JSON, res, func(w io.Writer) error { return printVerify(w, res) })
 	if err != nil {
-		return fmt.Errorf("print verify report: %w", err)
+		return err
 	}
 
 	return verifyOutcome(res)
