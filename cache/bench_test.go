@@ -216,3 +216,78 @@ func BenchmarkLookups(b *testing.B) {
 		}
 	})
 }
+
+// Shape of BenchmarkIngestSmallBlobs: as many 4 KiB blobs as the small-blob transfer
+// benchmark of resume commits, by one goroutine and by as many as a fetch runs at once.
+const (
+	benchSmallBlobs       = 240
+	benchSmallSize        = 4 << 10
+	benchSmallConcurrency = 6 // resume.DefaultConcurrency
+)
+
+// BenchmarkIngestSmallBlobs measures what each blob costs to commit when its bytes cost
+// next to nothing: the partial file's fsync, the rename, the directory fsync and the index
+// transaction. It reports the time per blob.
+func BenchmarkIngestSmallBlobs(b *testing.B) {
+	rng := benchRand(b)
+	blobs := make([][]byte, benchSmallBlobs)
+	for i := range blobs {
+		blobs[i] = benchBytes(rng, benchSmallSize)
+	}
+
+	for _, workers := range []int{1, benchSmallConcurrency} {
+		b.Run(fmt.Sprintf("goroutines-%d", workers), func(b *testing.B) {
+			c := benchOpen(b, b.TempDir())
+			for b.Loop() {
+				benchIngestAll(b, c, blobs, workers)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(blobs)),
+				"ns/blob")
+		})
+	}
+}
+
+// benchIngestAll commits every blob through an Ingest, workers at a time.
+func benchIngestAll(b *testing.B, c *cache.Cache, blobs [][]byte, workers int) {
+	b.Helper()
+	next := make(chan []byte)
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			for data := range next {
+				desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip,
+					Digest: digest.FromBytes(data), Size: int64(len(data))}
+				if err := benchIngestErr(c, desc, data); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for _, data := range blobs {
+		next <- data
+	}
+	close(next)
+	for range workers {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchIngestErr writes data through a fresh Ingest and commits it, from any goroutine.
+func benchIngestErr(c *cache.Cache, desc ocispec.Descriptor, data []byte) error {
+	ing, err := c.Ingest(desc)
+	if err != nil {
+		return fmt.Errorf("ingest %s: %w", desc.Digest, err)
+	}
+	defer ing.Close()
+	if _, err := ing.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", desc.Digest, err)
+	}
+	if err := ing.Commit(); err != nil {
+		return fmt.Errorf("commit %s: %w", desc.Digest, err)
+	}
+	return nil
+}

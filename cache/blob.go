@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // blobMode is the mode of files under blobs/: they are never modified once there.
@@ -185,7 +186,8 @@ func (c *Cache) writeTemp(d digest.Digest, data []byte) (string, error) {
 }
 
 // commitFile moves a verified, synced file into blobs/ and indexes it. The index is written
-// after the rename, so a crash leaves at worst an unindexed blob, which Open re-indexes.
+// after the rename and after the directory holding it is synced, so a crash leaves at worst
+// an unindexed blob, which Open re-indexes.
 func (c *Cache) commitFile(tmp string, desc ocispec.Descriptor) error {
 	err := os.Chmod(tmp, blobMode)
 	if err != nil {
@@ -193,20 +195,48 @@ func (c *Cache) commitFile(tmp string, desc ocispec.Descriptor) error {
 	}
 
 	dst := c.blobPath(desc.Digest)
-	err = os.MkdirAll(filepath.Dir(dst), 0o755)
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
+	err = c.renameBlob(tmp, dst)
 	if err != nil {
 		return fmt.Errorf("commit blob %s: %w", desc.Digest, errors.Join(err, os.Remove(tmp)))
 	}
 
-	err = syncDir(filepath.Dir(dst))
-	if err != nil {
-		return fmt.Errorf("commit blob %s: %w", desc.Digest, err)
+	return c.indexBlob(BlobInfo{Digest: desc.Digest, Size: desc.Size}, filepath.Dir(dst))
+}
+
+// renameBlob renames tmp to dst, creating dst's directory, blobs/<alg>, when it is missing:
+// Open creates only blobs/sha256, and trying the rename first spares every commit a stat. A
+// directory it creates is synced into its parents, so the blob's path survives a crash.
+func (c *Cache) renameBlob(tmp, dst string) error {
+	err := rename(tmp, dst)
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 
-	return c.indexBlob(desc.Digest, desc.Size)
+	dir := filepath.Dir(dst)
+	err = os.MkdirAll(dir, 0o755)
+	if err != nil {
+		return err
+	}
+
+	for _, parent := range []string{c.path(blobsDir), c.dir} {
+		err = syncDir(parent)
+		if err != nil {
+			return err
+		}
+	}
+
+	return rename(tmp, dst)
+}
+
+// rename is os.Rename without the lstat of newpath it makes first to refuse replacing a
+// directory: rename(2) refuses that too (EISDIR), and the lstat is a system call per commit.
+func rename(oldpath, newpath string) error {
+	err := unix.Rename(oldpath, newpath)
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+	}
+
+	return nil
 }
 
 // syncDir makes a rename or removal in dir durable.

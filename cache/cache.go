@@ -36,10 +36,13 @@ type Cache struct {
 	log      *slog.Logger
 	lock     *os.File // the held lock file; nil when read-only
 
-	// dbMu serialises index.db use: the file is opened per operation so other processes'
+	// dbLock serialises index.db use: the file is opened per operation so other processes'
 	// readers wait at most one transaction, and flock conflicts even within one process.
-	dbMu   sync.Mutex
-	closed bool
+	dbLock txLock
+	closed bool // guarded by dbLock
+
+	// commits gathers blobs renamed into blobs/ for the next index transaction.
+	commits commitQueue
 
 	// imageMu spans an image record change and the index.json rewrite that follows it, so
 	// index.json always reflects the last change.
@@ -91,6 +94,7 @@ func newCache(dir string, opts Options) *Cache {
 		dir:       filepath.Clean(dir),
 		readOnly:  opts.ReadOnly,
 		log:       logger,
+		dbLock:    make(txLock, 1),
 		ingesting: map[digest.Digest]bool{},
 		putting:   map[digest.Digest]int{},
 	}
@@ -220,8 +224,8 @@ func (c *Cache) Dir() string {
 // Close releases the writer lock. Open Ingests must be closed first; their partial files stay.
 // Close is idempotent.
 func (c *Cache) Close() error {
-	c.dbMu.Lock()
-	defer c.dbMu.Unlock()
+	c.dbLock.lock()
+	defer c.dbLock.unlock()
 
 	if c.closed {
 		return nil

@@ -32,15 +32,21 @@ var (
 
 // withDB runs fn in one transaction on index.db, opened for this call only. Keeping the file
 // open only for a transaction is what lets read-only openers in other processes (bbolt takes
-// a shared flock for them, an exclusive one for a writer) wait at most one transaction.
+// a shared flock for them, an exclusive one for a writer, held while the file is open) wait
+// at most one transaction.
 //
 // A read of an index.db of zero bytes does not run fn: the file then records nothing (a
 // writer was killed between creating it and its first commit) and bbolt cannot open it
 // read-only, so every read of it finds nothing, as in a new cache.
 func (c *Cache) withDB(write bool, fn func(tx *bolt.Tx) error) error {
-	c.dbMu.Lock()
-	defer c.dbMu.Unlock()
+	c.dbLock.lock()
+	defer c.dbLock.unlock()
 
+	return c.txLocked(write, fn)
+}
+
+// txLocked is withDB for a caller that holds the index lock.
+func (c *Cache) txLocked(write bool, fn func(tx *bolt.Tx) error) error {
 	if c.closed {
 		return fmt.Errorf("use cache %s: %w", c.dir, errClosed)
 	}
@@ -231,7 +237,7 @@ func (c *Cache) reindex() ([]BlobInfo, error) {
 
 // putBlobSize records a blob's size in the blobs bucket.
 func putBlobSize(b *bolt.Bucket, d digest.Digest, size int64) error {
-	err := b.Put([]byte(d), binary.BigEndian.AppendUint64(nil, uint64(size)))
+	err := b.Put([]byte(d), encodeSize(size))
 	if err != nil {
 		return fmt.Errorf("index blob %s: %w", d, err)
 	}
@@ -239,11 +245,10 @@ func putBlobSize(b *bolt.Bucket, d digest.Digest, size int64) error {
 	return nil
 }
 
-// indexBlob records a blob that has just been renamed into blobs/.
-func (c *Cache) indexBlob(d digest.Digest, size int64) error {
-	return c.withDB(true, func(tx *bolt.Tx) error {
-		return putBlobSize(tx.Bucket(bucketBlobs), d, size)
-	})
+// encodeSize is the value of a blob's entry in the blobs bucket: its size, 8 bytes
+// big-endian.
+func encodeSize(size int64) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(size))
 }
 
 // indexedBlobs returns every blob the index records, sorted by digest (bbolt key order).
