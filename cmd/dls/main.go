@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -104,15 +103,31 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		isTerminal: isTerminal(stderr),
 	}
 	kctx.BindTo(ctx, (*context.Context)(nil))
-	if err := kctx.Run(e); err != nil {
-		if errors.Is(err, context.Canceled) {
-			fmt.Fprintln(stderr, "dls: interrupted; partial downloads are kept for the next run")
-		} else {
-			fmt.Fprintf(stderr, "dls: %v\n", err)
-		}
+	err = kctx.Run(e)
+	switch {
+	case err == nil:
+		return 0
+	case ctx.Err() != nil:
+		fmt.Fprintf(stderr, "dls %s: interrupted%s\n", kctx.Selected().Name,
+			interruptNote(kctx.Selected().Name))
+		return exitInterrupted
+	default:
+		fmt.Fprintf(stderr, "dls: %v\n", err)
 		return exitFailure
 	}
-	return 0
+}
+
+// interruptNote tells what an interrupted command leaves behind.
+func interruptNote(command string) string {
+	switch command {
+	case "fetch":
+		return "; partial downloads are kept, run the same command to continue"
+	case "assemble":
+		return "; no archive was written"
+	case "merge", "prune":
+		return "; the cache is consistent, run dls verify to check it"
+	}
+	return ""
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
