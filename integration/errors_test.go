@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"errors"
 	"maps"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,8 +28,12 @@ func TestFetchInvalidLinesNamesFileAndLine(t *testing.T) {
 
 	res := runDLS(t, work, "fetch", "--cache", filepath.Join(work, "cache"),
 		"--registries", fx.Registries, "bad.txt")
-	if res.Code == 0 {
-		t.Fatal("dls fetch of a list with invalid lines: exit 0, want non-zero")
+	// 2, as for a bad flag: scripts tell bad input from images that failed (1).
+	if res.Code != 2 {
+		t.Fatalf("dls fetch of a list with invalid lines: exit %d, want 2", res.Code)
+	}
+	if _, err := os.Stat(filepath.Join(work, "cache")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cache directory after a rejected list: %v; want none created", err)
 	}
 	for _, want := range []string{"bad.txt:3", "bad.txt:5"} {
 		if !strings.Contains(res.Stderr, want) {

@@ -11,6 +11,10 @@ import (
 	"github.com/dlsproject/dls/registry"
 )
 
+// errBadInput marks an error in what the user gave (a list, a reference): the command
+// exits 2 for it, as for a bad flag, so scripts can tell it from "not ready" or "failed".
+var errBadInput = errors.New("invalid image list")
+
 // readReferences gathers the references of every list (a file, or "-" for stdin) and of
 // every --image flag, in that order, without duplicates. Every invalid line of every list is
 // reported, each with its file and line number, before anything is fetched.
@@ -37,7 +41,7 @@ func readReferences(stdin io.Reader, lists, images []string) ([]reference.Named,
 	}
 
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("invalid image list; fix these lines and run again:\n%w", err)
+		return nil, fmt.Errorf("%w; fix these and run again:\n%w", errBadInput, err)
 	}
 	return dedupe(refs), nil
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +24,7 @@ var version = "dev"
 // SIGINT or SIGTERM (128 + SIGINT, as shells report it).
 const (
 	exitFailure     = 1
+	exitUsage       = 2
 	exitInterrupted = 130
 )
 
@@ -85,7 +87,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "dls: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	if kctx.Command() == "" {
 		return 0
@@ -111,6 +113,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dls %s: interrupted%s\n", kctx.Selected().Name,
 			interruptNote(kctx.Selected().Name))
 		return exitInterrupted
+	case errors.Is(err, errBadInput):
+		fmt.Fprintf(stderr, "dls: %v\n", err)
+		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "dls: %v\n", err)
 		return exitFailure
