@@ -88,7 +88,7 @@ func checkRealm(ep *endpoint, realm string) (*url.URL, error) {
 
 	switch {
 	case u.Scheme == "https":
-	case u.Scheme == "http" && ep.base.Scheme == "http":
+	case u.Scheme == "http" && (ep.base.Scheme == "http" || ep.tryHTTP):
 	default:
 		return nil, fmt.Errorf("refusing token realm %s of %s: scheme must be https",
 			redact(realm), ep)

@@ -55,9 +55,12 @@ func (c *Client) FetchBlob(ctx context.Context, ref reference.Named,
 
 	var errs endpointErrors
 	for _, ep := range c.endpoints(ref) {
-		err := c.blobFrom(ctx, endpointSource(ep, ref, desc.Digest), desc, sink, &stats)
+		ep, err := c.reach(ctx, ep)
 		if err == nil {
-			return stats, nil
+			err = c.blobFrom(ctx, endpointSource(ep, ref, desc.Digest), desc, sink, &stats)
+			if err == nil {
+				return stats, nil
+			}
 		}
 
 		err = fmt.Errorf("fetch blob %s of %s from %s: %w", desc.Digest, ref, ep, err)

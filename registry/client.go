@@ -8,6 +8,7 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults for Options fields left zero.
@@ -46,8 +47,8 @@ type Options struct {
 	// UserAgent is sent with every request; "" means "dls".
 	UserAgent string
 	// Keychain supplies logins for hosts registries.yaml has none for; nil means
-	// authn.DefaultKeychain (Docker's config.json, Podman's auth.json, credential helpers).
-	// authn.NewMultiKeychain() with no arguments means none.
+	// DefaultKeychain(): per host, Docker's config.json (with its credential helpers),
+	// then Podman's auth.json. authn.NewMultiKeychain() with no arguments means none.
 	Keychain authn.Keychain
 	// Transport replaces the tuned default transport for every host (tests inject fault
 	// proxies here). registries.yaml tls settings apply only to the default transport.
@@ -62,6 +63,7 @@ type Client struct {
 	mirrors map[string]mirrorSet
 	http    *http.Client
 	hosts   hostStates
+	pings   singleflight.Group // one ping in flight per endpoint
 	tokens  tokenCache
 	keys    keychainCache
 	stats   statsBook
@@ -124,7 +126,7 @@ func withDefaults(opts Options) Options {
 		opts.IdleTimeout = defaultIdleTimeout
 	}
 	if opts.Keychain == nil {
-		opts.Keychain = authn.DefaultKeychain
+		opts.Keychain = DefaultKeychain()
 	}
 	if opts.UserAgent == "" {
 		opts.UserAgent = defaultUserAgent
@@ -132,7 +134,14 @@ func withDefaults(opts Options) Options {
 	return opts
 }
 
-// endpoints lists where ref is fetched from, in order: mirrors, then the registry.
+// endpoints lists where ref is fetched from, in order: mirrors, then the registry. A host
+// with a registries.yaml tls section is reached over https only.
 func (c *Client) endpoints(ref reference.Named) []*endpoint {
-	return endpointsFor(c.mirrors, ref)
+	eps := endpointsFor(c.mirrors, ref)
+	for _, ep := range eps {
+		if ep.tryHTTP && c.opts.Config.hasTLSConfig(ep.base.Host) {
+			ep.tryHTTP = false
+		}
+	}
+	return eps
 }

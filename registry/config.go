@@ -28,8 +28,8 @@ type RegistriesConfig struct {
 // Mirror lists the endpoints tried, in order, before the registry's default endpoint.
 type Mirror struct {
 	// Endpoints are URLs such as "https://mirror.example.com:5000"; a URL without a scheme
-	// means https (http for loopback hosts). A path is kept in front of "/v2/", and a
-	// trailing "/v2" is dropped.
+	// means https (for loopback hosts, https then plain http, unless configs has tls for
+	// the host). A path is kept in front of "/v2/", and a trailing "/v2" is dropped.
 	// TODO: k3s's override_path (a path used as the API root, without /v2) is not supported.
 	Endpoints []string `json:"endpoint,omitempty"`
 	// Rewrites map a regular expression on the repository path to a replacement
@@ -85,7 +85,7 @@ func LoadRegistriesConfig(path string) (*RegistriesConfig, error) {
 func (cfg *RegistriesConfig) validate() error {
 	for name, m := range cfg.Mirrors {
 		for _, ep := range m.Endpoints {
-			if _, err := parseEndpointURL(ep); err != nil {
+			if _, _, err := parseEndpointURL(ep); err != nil {
 				return fmt.Errorf("mirror %q: %w", name, err)
 			}
 		}
@@ -124,31 +124,46 @@ func (a *AuthConfig) credentials() (user, pass string, err error) {
 	return user, pass, nil
 }
 
-// parseEndpointURL parses a mirror endpoint; no scheme means https, except for loopback
-// hosts, which Docker and dls reach over plain http.
-func parseEndpointURL(s string) (*url.URL, error) {
+// parseEndpointURL parses a mirror endpoint; no scheme means https. For a loopback host
+// written without a scheme, tryHTTP says plain http may be used when https fails, as
+// Docker does for its insecure registries.
+func parseEndpointURL(s string) (u *url.URL, tryHTTP bool, err error) {
 	raw := s
-	if !strings.Contains(raw, "://") {
+	schemeless := !strings.Contains(raw, "://")
+	if schemeless {
 		raw = "https://" + raw
 	}
 
-	u, err := url.Parse(raw)
+	u, err = url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("endpoint %q: %w", s, err)
+		return nil, false, fmt.Errorf("endpoint %q: %w", s, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("endpoint %q: scheme must be http or https", s)
+		return nil, false, fmt.Errorf("endpoint %q: scheme must be http or https", s)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("endpoint %q: no host", s)
+		return nil, false, fmt.Errorf("endpoint %q: no host", s)
 	}
 
-	if !strings.Contains(s, "://") && isLoopback(u.Hostname()) {
-		u.Scheme = "http"
-	}
 	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v2")
 	u.RawQuery, u.Fragment = "", ""
-	return u, nil
+	return u, schemeless && isLoopback(u.Hostname()), nil
+}
+
+// hasTLSConfig reports whether registries.yaml has a tls section for host[:port] (by
+// host:port or by host alone, as hostTransports picks transports). Such a host is
+// reached over https only.
+func (cfg *RegistriesConfig) hasTLSConfig(hostport string) bool {
+	if cfg == nil {
+		return false
+	}
+	for k, hc := range cfg.Configs {
+		if hc.TLS != nil && (strings.EqualFold(k, hostport) ||
+			strings.EqualFold(k, hostOnly(hostport))) {
+			return true
+		}
+	}
+	return false
 }
 
 // readCapped reads a whole file, refusing one larger than limit.

@@ -103,6 +103,7 @@ func TestEndpointsFor(t *testing.T) {
 		},
 		"*":               {Endpoints: []string{"localhost:6000"}},
 		"registry.k8s.io": {Endpoints: []string{"https://registry.k8s.io"}},
+		"127.0.0.1:7000":  {Endpoints: []string{"http://127.0.0.1:7000"}},
 	}}
 	mirrors, err := compileMirrors(cfg)
 	if err != nil {
@@ -111,7 +112,7 @@ func TestEndpointsFor(t *testing.T) {
 
 	tests := []struct {
 		name, ref string
-		want      []string // endpoint base + " " + repository path
+		want      []string // endpoint base + " " + repository path (+ " or http")
 	}{
 		{"mirrors then hub, rewritten at mirrors only", "rancher/pause:3.6", []string{
 			"http://127.0.0.1:5000 mirrored/pause",
@@ -123,16 +124,19 @@ func TestEndpointsFor(t *testing.T) {
 			"https://m.example.com library/busybox",
 			"https://registry-1.docker.io library/busybox",
 		}},
-		{"wildcard mirror, loopback without scheme is http", "quay.io/a/b", []string{
-			"http://localhost:6000 a/b",
-			"https://quay.io a/b",
-		}},
+		{"wildcard mirror, loopback without scheme is https or http", "quay.io/a/b",
+			[]string{
+				"https://localhost:6000 a/b or http",
+				"https://quay.io a/b",
+			}},
 		{"mirror equal to the default is listed once", "registry.k8s.io/pause", []string{
 			"https://registry.k8s.io pause",
 		}},
-		{"loopback registry is plain http", "127.0.0.1:5000/a/b", []string{
-			"http://localhost:6000 a/b",
-			"http://127.0.0.1:5000 a/b",
+		{"loopback registry named as its own http mirror is plain http",
+			"127.0.0.1:7000/a/b", []string{"http://127.0.0.1:7000 a/b"}},
+		{"loopback registry is https or http", "127.0.0.1:5000/a/b", []string{
+			"https://localhost:6000 a/b or http",
+			"https://127.0.0.1:5000 a/b or http",
 		}},
 	}
 	for _, tt := range tests {
@@ -140,7 +144,11 @@ func TestEndpointsFor(t *testing.T) {
 			ref := mustRef(t, tt.ref)
 			var got []string
 			for _, ep := range endpointsFor(mirrors, ref) {
-				got = append(got, ep.String()+" "+ep.repoPath(ref))
+				line := ep.String() + " " + ep.repoPath(ref)
+				if ep.tryHTTP {
+					line += " or http"
+				}
+				got = append(got, line)
 			}
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("endpoints =\n%s\nwant\n%s", strings.Join(got, "\n"),

@@ -30,6 +30,8 @@ func isolateHome(t *testing.T) string {
 }
 
 func TestCredentialsFromKeychainFiles(t *testing.T) {
+	// otherHost is a login for some other registry, which must not hide the one we need.
+	const otherHost = `{"auths":{"other.example:5000":{"auth":"Ym9iOmh1bnRlcjI="}}}`
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, home, authJSON string)
@@ -49,6 +51,32 @@ func TestCredentialsFromKeychainFiles(t *testing.T) {
 			mustWrite(t, filepath.Join(dir, "containers", "auth.json"), authJSON)
 			t.Setenv("XDG_RUNTIME_DIR", dir)
 		}},
+		{"podman auth.json when docker config.json is for another host",
+			func(t *testing.T, home, authJSON string) {
+				dir := filepath.Join(home, "dockercfg")
+				mustWrite(t, filepath.Join(dir, "config.json"), otherHost)
+				t.Setenv("DOCKER_CONFIG", dir)
+				path := filepath.Join(home, "auth.json")
+				mustWrite(t, path, authJSON)
+				t.Setenv("REGISTRY_AUTH_FILE", path)
+			}},
+		{"podman auth.json under ~/.config when ~/.docker/config.json exists",
+			func(t *testing.T, home, authJSON string) {
+				mustWrite(t, filepath.Join(home, ".docker", "config.json"), otherHost)
+				mustWrite(t, filepath.Join(home, ".config", "containers", "auth.json"),
+					authJSON)
+			}},
+		{"docker config.json wins over podman auth.json for the same host",
+			func(t *testing.T, home, authJSON string) {
+				dir := filepath.Join(home, "dockercfg")
+				mustWrite(t, filepath.Join(dir, "config.json"), authJSON)
+				t.Setenv("DOCKER_CONFIG", dir)
+				path := filepath.Join(home, "auth.json")
+				wrong := base64.StdEncoding.EncodeToString([]byte("mallory:wrong"))
+				mustWrite(t, path, strings.Replace(authJSON,
+					base64.StdEncoding.EncodeToString([]byte("alice:s3cret")), wrong, 1))
+				t.Setenv("REGISTRY_AUTH_FILE", path)
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,7 +86,7 @@ func TestCredentialsFromKeychainFiles(t *testing.T) {
 			reg, img := startTokenRegistry(t, ts)
 			auth := base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))
 			tt.setup(t, home, `{"auths":{"`+reg.Host+`":{"auth":"`+auth+`"}}}`)
-			c := testClient(t, Options{Keychain: authn.DefaultKeychain})
+			c := testClient(t, Options{Keychain: DefaultKeychain()})
 
 			m, err := c.Resolve(context.Background(), mustRef(t, reg.Host+"/a/b:1"))
 			if err != nil {

@@ -26,6 +26,10 @@ type endpoint struct {
 	registry string    // the registry name in the reference, for configs lookups
 	mirror   bool      // rewrites apply only at mirrors
 	rewrites []rewrite // in pattern order; the first match wins
+	// tryHTTP marks an https endpoint that may be reached over plain http instead: a
+	// loopback registry, or a loopback mirror written without a scheme, as Docker does
+	// for its insecure registries. See Client.reach.
+	tryHTTP bool
 }
 
 // rewrite is one compiled rewrite rule of a mirror.
@@ -36,8 +40,14 @@ type rewrite struct {
 
 // mirrorSet is a registries.yaml mirror entry, parsed once.
 type mirrorSet struct {
-	endpoints []*url.URL
+	endpoints []mirrorURL
 	rewrites  []rewrite
+}
+
+// mirrorURL is a mirror endpoint's base URL and whether plain http may replace https.
+type mirrorURL struct {
+	base    *url.URL
+	tryHTTP bool
 }
 
 // String is the endpoint as error messages name it, e.g. "http://127.0.0.1:5000".
@@ -58,6 +68,15 @@ func (e *endpoint) repoPath(ref reference.Named) string {
 	return path
 }
 
+// plain is the plain-http twin of an https-first endpoint.
+func (e *endpoint) plain() *endpoint {
+	p := *e
+	base := *e.base
+	base.Scheme = "http"
+	p.base, p.tryHTTP = &base, false
+	return &p
+}
+
 // apiURL is the URL of /v2/<repo>/<kind>/<ref> at this endpoint.
 func (e *endpoint) apiURL(repo, kind, ref string) string {
 	return e.base.String() + "/v2/" + repo + "/" + kind + "/" + ref
@@ -73,11 +92,11 @@ func compileMirrors(cfg *RegistriesConfig) (map[string]mirrorSet, error) {
 	for name, m := range cfg.Mirrors {
 		var set mirrorSet
 		for _, s := range m.Endpoints {
-			u, err := parseEndpointURL(s)
+			u, tryHTTP, err := parseEndpointURL(s)
 			if err != nil {
 				return nil, fmt.Errorf("mirror %q: %w", name, err)
 			}
-			set.endpoints = append(set.endpoints, u)
+			set.endpoints = append(set.endpoints, mirrorURL{base: u, tryHTTP: tryHTTP})
 		}
 
 		patterns := make([]string, 0, len(m.Rewrites))
@@ -98,8 +117,9 @@ func compileMirrors(cfg *RegistriesConfig) (map[string]mirrorSet, error) {
 }
 
 // endpointsFor lists where ref can be fetched from, in the order to try: the mirrors of
-// its registry (or of "*"), then the registry's default endpoint. An endpoint that equals
-// the default one is listed once.
+// its registry (or of "*"), then the registry's default endpoint. A mirror without
+// rewrites that equals the default one is listed once, as the default (over plain http
+// only, when the mirror says http:// for a loopback registry).
 func endpointsFor(mirrors map[string]mirrorSet, ref reference.Named) []*endpoint {
 	domain := reference.Domain(ref)
 	set, ok := mirrors[domain]
@@ -109,30 +129,31 @@ func endpointsFor(mirrors map[string]mirrorSet, ref reference.Named) []*endpoint
 
 	def := defaultEndpoint(domain)
 	var eps []*endpoint
-	for _, u := range set.endpoints {
-		if u.String() == def.base.String() && len(set.rewrites) == 0 {
+	for _, m := range set.endpoints {
+		if len(set.rewrites) == 0 && m.base.String() == def.base.String() {
 			continue
 		}
-		eps = append(eps, &endpoint{
-			base: u, registry: domain, mirror: true, rewrites: set.rewrites,
-		})
+		if len(set.rewrites) == 0 && def.tryHTTP && m.base.String() ==
+			def.plain().base.String() {
+			def = def.plain() // the user named the registry's own endpoint as plain http
+			continue
+		}
+		eps = append(eps, &endpoint{base: m.base, registry: domain, mirror: true,
+			rewrites: set.rewrites, tryHTTP: m.tryHTTP})
 	}
 	return append(eps, def)
 }
 
 // defaultEndpoint is the registry's own API endpoint: registry-1.docker.io for Docker
-// Hub, plain http for loopback hosts (as Docker does), https for everything else.
+// Hub, https for everything, with plain http as the fallback for loopback hosts (as
+// Docker does).
 func defaultEndpoint(domain string) *endpoint {
 	host := domain
 	if domain == dockerHubDomain {
 		host = dockerHubHost
 	}
-
-	scheme := "https"
-	if isLoopback(hostOnly(host)) {
-		scheme = "http"
-	}
-	return &endpoint{base: &url.URL{Scheme: scheme, Host: host}, registry: domain}
+	return &endpoint{base: &url.URL{Scheme: "https", Host: host}, registry: domain,
+		tryHTTP: isLoopback(hostOnly(host))}
 }
 
 // hostOnly strips a port from host[:port], keeping IPv6 literals intact.

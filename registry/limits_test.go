@@ -79,8 +79,8 @@ func TestStatsCountRetriesAndBytes(t *testing.T) {
 	}
 	got := stats[0]
 	got.Waited = 0 // jittered backoff
-	want := HostStats{Host: bc.reg.Host, Requests: 4, Retries: 2, Bytes: blobSize}
+	want := HostStats{Host: bc.reg.Host, Requests: 5, Retries: 2, Bytes: blobSize}
 	if got != want {
-		t.Errorf("Stats = %+v, want %+v (ping + 3 blob GETs)", got, want)
+		t.Errorf("Stats = %+v, want %+v (https ping, http ping, 3 blob GETs)", got, want)
 	}
 }

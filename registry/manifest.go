@@ -89,9 +89,12 @@ func fromAny[T any](ctx context.Context, c *Client, ref reference.Named, action 
 	var zero T
 	var errs endpointErrors
 	for _, ep := range c.endpoints(ref) {
-		v, err := try(ep)
+		ep, err := c.reach(ctx, ep)
 		if err == nil {
-			return v, nil
+			var v T
+			if v, err = try(ep); err == nil {
+				return v, nil
+			}
 		}
 
 		err = fmt.Errorf("%s from %s: %w", action, ep, err)
@@ -105,10 +108,15 @@ func fromAny[T any](ctx context.Context, c *Client, ref reference.Named, action 
 }
 
 // logFallthrough notes an endpoint that failed: a mirror without the image is routine
-// (debug), anything else is a fault the next endpoint may recover from (warn).
+// (debug), and so is an endpoint marked down (markDown warned once); anything else is a
+// fault the next endpoint may recover from (warn).
 func (c *Client) logFallthrough(ep *endpoint, err error) {
 	if errors.Is(err, ErrNotFound) {
 		c.log.Debug("endpoint does not have it", "endpoint", ep.String(), "error", err)
+		return
+	}
+	if errors.Is(err, ErrUnreachable) && c.isDown(ep) {
+		c.log.Debug("endpoint failed", "endpoint", ep.String(), "error", err)
 		return
 	}
 	c.log.Warn("endpoint failed", "endpoint", ep.String(), "error", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -26,7 +27,7 @@ const (
 
 // retryStats counts what the retry layer did for one logical request.
 type retryStats struct {
-	budget   int // retries allowed; 0 means Options.RetryMax
+	budget   int // retries allowed; 0 means Options.RetryMax, negative means none
 	attempts int
 	retries  int
 	waited   time.Duration
@@ -56,7 +57,7 @@ func (c *Client) do(ctx context.Context, method, rawURL string, header http.Head
 		req.Header[k] = v
 	}
 
-	resp, err := c.retrier(rawURL, st).Do(req)
+	resp, err := c.retrier(ctx, rawURL, st).Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -71,13 +72,17 @@ func (c *Client) do(ctx context.Context, method, rawURL string, header http.Head
 
 // retrier builds the retrying client for one logical request, so its hooks can count
 // retries and waits into st without sharing state between requests.
-func (c *Client) retrier(rawURL string, st *retryStats) *retryablehttp.Client {
+func (c *Client) retrier(ctx context.Context, rawURL string,
+	st *retryStats) *retryablehttp.Client {
 	var lastErr error
 	var lastStatus int
 	host := hostOf(rawURL)
 	budget := c.opts.RetryMax
-	if st.budget > 0 {
+	switch {
+	case st.budget > 0:
 		budget = st.budget
+	case st.budget < 0:
+		budget = 0
 	}
 	return &retryablehttp.Client{
 		HTTPClient:   c.http,
@@ -110,7 +115,7 @@ func (c *Client) retrier(rawURL string, st *retryStats) *retryablehttp.Client {
 				"attempt", n+1)
 		},
 		ErrorHandler: func(resp *http.Response, err error, n int) (*http.Response, error) {
-			return giveUp(resp, err, n)
+			return giveUp(ctx, resp, err, n)
 		},
 	}
 }
@@ -141,7 +146,10 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 
 // giveUp is called when retries end without a usable answer: a final retryable status is
 // handed to the caller (who knows what it means for its request), an error is returned.
-func giveUp(resp *http.Response, err error, attempts int) (*http.Response, error) {
+// The caller's cancellation is returned as is; a transport failure, timeouts included,
+// is a transportError (ErrUnreachable), so the endpoint gets marked down.
+func giveUp(ctx context.Context, resp *http.Response, err error,
+	attempts int) (*http.Response, error) {
 	if err == nil {
 		return resp, nil
 	}
@@ -149,8 +157,7 @@ func giveUp(resp *http.Response, err error, attempts int) (*http.Response, error
 		drainClose(resp.Body)
 	}
 
-	if errors.Is(err, ErrRateLimited) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, context.DeadlineExceeded) {
+	if ctx.Err() != nil || errors.Is(err, ErrRateLimited) {
 		return nil, err
 	}
 	if isCertError(err) {
@@ -162,8 +169,29 @@ func giveUp(resp *http.Response, err error, attempts int) (*http.Response, error
 		return nil, fmt.Errorf("verify TLS certificate: %s (to trust a private CA, set "+
 			"configs.%s.tls.ca_file in registries.yaml)", transportCause(err), host)
 	}
-	return nil, fmt.Errorf("%w after %s: %s", ErrUnreachable, plural(attempts, "attempt"),
-		transportCause(err))
+	return nil, &transportError{attempts: attempts, cause: err, timeout: isTimeout(err)}
+}
+
+// transportError is a request that got no HTTP answer at all (refused, reset, DNS, TLS
+// handshake, no response headers in time). It is ErrUnreachable; the cause is kept so an
+// https-first endpoint can tell a timeout (down) from a server that may speak plain http.
+type transportError struct {
+	attempts int
+	cause    error
+	timeout  bool
+}
+
+func (e *transportError) Error() string {
+	return fmt.Sprintf("%s after %s: %s", ErrUnreachable, plural(e.attempts, "attempt"),
+		transportCause(e.cause))
+}
+
+func (e *transportError) Unwrap() error { return ErrUnreachable }
+
+// isTimeout reports a dial, handshake or response-header timeout of the transport.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // isCertError reports a failed TLS certificate verification, which no retry can fix.

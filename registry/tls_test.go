@@ -131,3 +131,59 @@ func TestTLSMirrorWithCAFile(t *testing.T) {
 		}
 	})
 }
+
+func TestLoopbackRegistryOverTLS(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	img := pushImage(t, reg, "a/b", "1", ocispec.MediaTypeImageManifest, testSeed, 3000)
+	httpsURL, caFile := startTLSFront(t, reg)
+	host := strings.TrimPrefix(httpsURL, "https://")
+	withCA := &RegistriesConfig{Configs: map[string]HostConfig{
+		host: {TLS: &TLSConfig{CAFile: caFile}},
+	}}
+	plainMirror := &RegistriesConfig{Mirrors: map[string]Mirror{
+		"docker.io": {Endpoints: []string{reg.Host}},
+	}}
+
+	tests := []struct {
+		name    string
+		ref     string
+		cfg     *RegistriesConfig
+		wantErr string // "" for success
+	}{
+		{"registry with ca_file is reached over https", host + "/a/b:1", withCA, ""},
+		{"registry without ca_file fails on the certificate, not over http",
+			host + "/a/b:1", nil, "set configs." + host + ".tls.ca_file in registries.yaml"},
+		{"mirror without a scheme and with ca_file uses https", "docker.io/a/b:1",
+			&RegistriesConfig{Configs: withCA.Configs, Mirrors: map[string]Mirror{
+				"docker.io": {Endpoints: []string{host}},
+			}}, ""},
+		{"mirror without a scheme falls back to plain http", "docker.io/a/b:1",
+			plainMirror, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg.ResetCounts()
+			c := testClient(t, Options{RetryMax: 1, Config: tt.cfg})
+
+			m, err := c.Resolve(context.Background(), mustRef(t, tt.ref))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+				}
+				if n := reg.Requests("GET manifest"); n != 0 {
+					t.Errorf("registry served %d manifest GETs, want 0", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Resolve: %v", err)
+			}
+			if m.Descriptor.Digest != img.manifestDigest {
+				t.Errorf("digest = %s, want %s", m.Descriptor.Digest, img.manifestDigest)
+			}
+			if n := reg.Requests("GET manifest"); n != 1 {
+				t.Errorf("registry served %d manifest GETs, want 1", n)
+			}
+		})
+	}
+}
