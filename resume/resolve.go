@@ -47,9 +47,9 @@ func (e *ImageError) Error() string { return e.Ref + ": " + e.Err.Error() }
 func (e *ImageError) Unwrap() error { return e.Err }
 
 // Resolve pins every reference to its manifests, stores the manifests and configs in the
-// cache, records the resolved images there in one write, and returns the plan. Failures of single images are collected
-// in the plan, not returned; the error is only for a cancelled context. The plan keeps the
-// order of refs.
+// cache, records the resolved images there in one write, and returns the plan. Failures of
+// single images are collected in the plan, not returned; the error is only for a cancelled
+// context or a failed record. The plan keeps the order of refs.
 func (f *Fetcher) Resolve(ctx context.Context, refs []reference.Named) (*Plan, error) {
 	results := make([]PlannedImage, len(refs))
 	errs := make([]error, len(refs))

@@ -61,36 +61,10 @@ func main() {
 // run parses args, runs the command and returns the process exit status. Only here does an
 // error become a status; commands return errors.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var (
-		c cli
-		// exited is set when kong has answered on its own (--help, --version): the
-		// parse error that may follow is then not the user's.
-		exited bool
-	)
-	parser, err := kong.New(&c,
-		kong.Name("dls"),
-		kong.Description("Package container images for air-gapped Kubernetes, no Docker "+
-			"daemon needed."),
-		kong.Vars{"version": version}.CloneWith(helpTexts),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(int) { exited = true }),
-		kong.UsageOnError(),
-	)
-	if err != nil {
-		fmt.Fprintf(stderr, "dls: %v\n", err)
-		return exitFailure
-	}
-
-	kctx, err := parser.Parse(args)
-	if exited {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "dls: %v\n", err)
-		return exitUsage
-	}
-	if kctx.Command() == "" {
-		return 0
+	var c cli
+	kctx, code, ok := parse(&c, args, stdout, stderr)
+	if !ok {
+		return code
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -105,7 +79,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		isTerminal: isTerminal(stderr),
 	}
 	kctx.BindTo(ctx, (*context.Context)(nil))
-	err = kctx.Run(e)
+	err := kctx.Run(e)
 	switch {
 	case err == nil:
 		return 0
@@ -120,6 +94,40 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dls: %v\n", err)
 		return exitFailure
 	}
+}
+
+// parse reads args into c. ok is false when there is nothing to run: kong answered on its
+// own (--help, --version; code 0) or the arguments are wrong (code exitUsage).
+func parse(c *cli, args []string, stdout, stderr io.Writer) (kctx *kong.Context, code int,
+	ok bool) {
+	// exited is set when kong has answered on its own: the parse error that may follow is
+	// then not the user's.
+	exited := false
+	parser, err := kong.New(c,
+		kong.Name("dls"),
+		kong.Description("Package container images for air-gapped Kubernetes, no Docker "+
+			"daemon needed."),
+		kong.Vars{"version": version}.CloneWith(helpTexts),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(int) { exited = true }),
+		kong.UsageOnError(),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "dls: %v\n", err)
+		return nil, exitFailure, false
+	}
+
+	kctx, err = parser.Parse(args)
+	switch {
+	case exited:
+		return nil, 0, false
+	case err != nil:
+		fmt.Fprintf(stderr, "dls: %v\n", err)
+		return nil, exitUsage, false
+	case kctx.Command() == "":
+		return nil, 0, false
+	}
+	return kctx, 0, true
 }
 
 // interruptNote tells what an interrupted command leaves behind.

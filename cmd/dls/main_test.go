@@ -1,0 +1,67 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestExitStatuses runs the command line in-process for the cases that need no registry;
+// the integration tests run the binary against real registries.
+func TestExitStatuses(t *testing.T) {
+	dir := t.TempDir()
+	badList := filepath.Join(dir, "bad.txt")
+	err := os.WriteFile(badList, []byte("# ok\nbusybox:1.37\nBad Ref\n"), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCache := filepath.Join(dir, "none")
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"help answers and runs nothing", []string{"prune", "--help"}, 0,
+			"Usage: dls prune", ""},
+		{"version", []string{"--version"}, 0, "dev", ""},
+		{"unknown command is a usage error", []string{"frobnicate"}, exitUsage, "",
+			"unexpected argument frobnicate"},
+		{"bad flag value is a usage error", []string{"assemble", "-o", "x.tar",
+			"--max-size", "2XB"}, exitUsage, "", `size "2XB"`},
+		{"invalid list line is a usage error naming file and line",
+			[]string{"fetch", "--cache", noCache, badList}, exitUsage, "", "bad.txt:3"},
+		{"no images to fetch", []string{"fetch", "--cache", noCache}, exitFailure, "",
+			"no images to fetch"},
+		{"ls of a missing cache", []string{"ls", "--cache", noCache}, exitFailure, "",
+			"no index.db"},
+		{"assemble of a missing cache", []string{"assemble", "--cache", noCache, "-o",
+			filepath.Join(dir, "x.tar")}, exitFailure, "", "no index.db"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			code := run(tc.args, strings.NewReader(""), &stdout, &stderr)
+
+			if code != tc.wantCode {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tc.wantCode, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tc.wantStdout) {
+				t.Errorf("stdout %q does not contain %q", stdout.String(), tc.wantStdout)
+			}
+			if !strings.Contains(stderr.String(), tc.wantStderr) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tc.wantStderr)
+			}
+		})
+	}
+
+	if _, err := os.Stat(noCache); !os.IsNotExist(err) {
+		t.Errorf("a cache was created at %s by commands that must not create one", noCache)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.tar")); !os.IsNotExist(err) {
+		t.Errorf("an archive was written from a missing cache")
+	}
+}
