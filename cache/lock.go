@@ -45,6 +45,29 @@ func acquireLock(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// Writer reports the process that holds the cache's writer lock, e.g. "pid 123 on host h",
+// when it is not this Cache. A reader uses it to say that what it sees is still changing:
+// blobs a running fetch has committed but not yet recorded look unreferenced. It takes a
+// shared flock for an instant, which needs no write access.
+func (c *Cache) Writer() (string, bool) {
+	if !c.readOnly {
+		return "", false
+	}
+
+	f, err := os.Open(c.path(lockFile))
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+
+	err = unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+	if err != nil {
+		return readHolder(f), errors.Is(err, unix.EWOULDBLOCK)
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return "", false
+}
+
 // writeHolder replaces the lock file's content with this process's PID and host.
 func writeHolder(f *os.File) error {
 	host, err := os.Hostname()

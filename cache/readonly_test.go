@@ -3,9 +3,11 @@ package cache
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -141,5 +143,23 @@ func chmod(t testing.TB, mode, dir string) {
 	out, err := exec.Command("chmod", "-R", mode, dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("chmod -R %s %s: %v: %s", mode, dir, err, out)
+	}
+}
+
+func TestWriterNamesTheProcessWritingTheCache(t *testing.T) {
+	dir := t.TempDir()
+	writer := openCache(t, dir)
+	reader := openReadOnly(t, dir)
+
+	holder, busy := reader.Writer()
+	if !busy || !strings.Contains(holder, fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("Writer() = %q, %v while a writer is open; want this pid", holder, busy)
+	}
+
+	if err := writer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if holder, busy := reader.Writer(); busy {
+		t.Errorf("Writer() = %q, true after the writer closed", holder)
 	}
 }

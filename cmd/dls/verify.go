@@ -27,6 +27,9 @@ type verifyResult struct {
 	// IndexRebuild is what --repair did to a damaged index.db before verifying; nil when the
 	// index was readable.
 	IndexRebuild *cache.IndexRebuild `json:"index_rebuild,omitempty"`
+	// Writer names the process writing the cache while it was verified (a running fetch):
+	// blobs it committed but has not recorded yet are then reported as orphaned.
+	Writer string `json:"writer,omitempty"`
 }
 
 // Help is the long help of dls verify.
@@ -80,8 +83,12 @@ func (c *verifyCmd) verifyOnce(ctx context.Context, e *env) (verifyResult, error
 	defer store.Close()
 
 	report, err := store.Verify(ctx, c.Repair)
+	res := verifyResult{VerifyReport: report}
+	if holder, busy := store.Writer(); busy {
+		res.Writer = holder
+	}
 
-	return verifyResult{VerifyReport: report}, err
+	return res, err
 }
 
 // options opens the cache read-only unless repairing, so verifying works on read-only media,
@@ -170,7 +177,11 @@ func printVerify(out io.Writer, res verifyResult) error {
 	for _, img := range r.Incomplete {
 		fmt.Fprintf(w, "image     %s\n", incompleteLine(img))
 	}
-	if len(r.LostImages) == 0 {
+	if res.Writer != "" {
+		fmt.Fprintf(w, "note      %s is writing this cache: blobs it has not recorded yet "+
+			"show as orphaned; verify again when it is done\n", res.Writer)
+	}
+	if len(r.LostImages) == 0 && res.Writer == "" {
 		for _, b := range r.Orphaned {
 			fmt.Fprintf(w, "orphaned  %s  %s needed by no image; dls prune removes it\n",
 				b.Digest, humanBytes(b.Size))
