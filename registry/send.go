@@ -83,6 +83,6 @@ func (c *Client) unauthorized(ctx context.Context, ep *endpoint, resp *http.Resp
 		return err
 	}
 	return fmt.Errorf("%w (the repository may not exist, or %s needs a login: add "+
-		"configs.%q.auth to registries.yaml or log in with docker login)", err, ep.base.Host,
-		ep.base.Host)
+		"configs.%q.auth to registries.yaml or log in with docker login or podman login)",
+		err, ep.base.Host, ep.base.Host)
 }

@@ -35,9 +35,9 @@ type job struct {
 
 // Transfer fetches every blob the plan's images lack, each distinct blob once, largest
 // first, several at a time. A blob that fails fails the images that need it; the others
-// go on. It returns the stats of the whole fetch (resolution included) and moves images
-// with a failed blob from plan.Images to plan.Failed. The error is only for a cancelled
-// context.
+// go on. It moves images with a failed blob from plan.Images to plan.Failed, also when the
+// context is cancelled (the plan then says what was finished); the error is only for a
+// cancelled context.
 func (f *Fetcher) Transfer(ctx context.Context, plan *Plan) error {
 	jobs := f.jobs(plan)
 
@@ -62,20 +62,23 @@ func (f *Fetcher) Transfer(ctx context.Context, plan *Plan) error {
 		})
 	}
 	_ = g.Wait()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("transfer blobs: %w", err)
-	}
 
 	kept := plan.Images[:0]
 	for _, pi := range plan.Images {
 		if err, bad := failed[pi.Image.Name]; bad {
 			plan.Failed = append(plan.Failed, &ImageError{Ref: pi.Image.Name, Err: err})
-			f.log.Error("fetch failed", "image", pi.Image.Name, "err", err)
+			if ctx.Err() == nil {
+				f.log.Error("fetch failed", "image", pi.Image.Name, "err", err)
+			}
 			continue
 		}
 		kept = append(kept, pi)
 	}
 	plan.Images = kept
+
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("transfer blobs: %w", err)
+	}
 	return nil
 }
 

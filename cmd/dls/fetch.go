@@ -40,7 +40,8 @@ func (c *fetchCmd) Run(ctx context.Context, e *env) error {
 		return err
 	}
 	if len(refs) == 0 {
-		return errors.New("no images to fetch: give an image list or --image REF")
+		return fmt.Errorf("%w: no images to fetch; give an image list or --image REF",
+			errBadInput)
 	}
 
 	plats, err := parsePlatforms(c.Platform)
@@ -107,14 +108,16 @@ func (c *fetchCmd) fetch(ctx context.Context, e *env, client *registry.Client,
 	}
 
 	e.log.Info("downloading blobs", "images", len(plan.Images))
-	if err := f.Transfer(ctx, plan); err != nil {
-		return err
-	}
+	transferErr := f.Transfer(ctx, plan)
 	progress.Stop()
 
+	// The summary is printed even when interrupted: it says what is already in the cache.
 	stats := f.Stats(plan, time.Since(start))
 	if err := c.printSummary(e.stdout, stats, plan); err != nil {
 		return err
+	}
+	if transferErr != nil {
+		return transferErr
 	}
 	if len(plan.Failed) > 0 {
 		return fmt.Errorf("%w: %d of %d images failed (see above); run the same command "+

@@ -13,7 +13,7 @@ import (
 
 // errBadInput marks an error in what the user gave (a list, a reference): the command
 // exits 2 for it, as for a bad flag, so scripts can tell it from "not ready" or "failed".
-var errBadInput = errors.New("invalid image list")
+var errBadInput = errors.New("cannot use the image lists")
 
 // readReferences gathers the references of every list (a file, or "-" for stdin) and of
 // every --image flag, in that order, without duplicates. Every invalid line of every list is

@@ -67,7 +67,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return code
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 
 	e := &env{
@@ -86,7 +86,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case ctx.Err() != nil:
 		fmt.Fprintf(stderr, "dls %s: interrupted%s\n", kctx.Selected().Name,
 			interruptNote(kctx.Selected().Name))
-		return exitInterrupted
+		return exitStatusOf(context.Cause(ctx))
 	case errors.Is(err, errBadInput):
 		fmt.Fprintf(stderr, "dls: %v\n", err)
 		return exitUsage
@@ -128,6 +128,40 @@ func parse(c *cli, args []string, stdout, stderr io.Writer) (kctx *kong.Context,
 		return nil, 0, false
 	}
 	return kctx, 0, true
+}
+
+// signalContext returns a context cancelled by SIGINT or SIGTERM, with the signal as its
+// cause, and a function that stops listening.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-signals:
+			cancel(signalError{sig.(syscall.Signal)})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(signals)
+		cancel(nil)
+	}
+}
+
+// signalError is the cause of a context cancelled by a signal.
+type signalError struct{ sig syscall.Signal }
+
+func (e signalError) Error() string { return "received " + e.sig.String() }
+
+// exitStatusOf is 128 plus the signal number, as shells report a process a signal ended:
+// 130 for SIGINT, 143 for SIGTERM.
+func exitStatusOf(cause error) int {
+	var se signalError
+	if errors.As(cause, &se) {
+		return 128 + int(se.sig)
+	}
+	return exitInterrupted
 }
 
 // interruptNote tells what an interrupted command leaves behind.
