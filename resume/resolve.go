@@ -54,11 +54,12 @@ func (f *Fetcher) Resolve(ctx context.Context, refs []reference.Named) (*Plan, e
 	results := make([]PlannedImage, len(refs))
 	errs := make([]error, len(refs))
 
-	g, gctx := errgroup.WithContext(ctx)
+	// Images fail one by one, so no error cancels the others.
+	var g errgroup.Group
 	g.SetLimit(resolveConcurrency)
 	for i, ref := range refs {
 		g.Go(func() error {
-			results[i], errs[i] = f.resolveImage(gctx, ref)
+			results[i], errs[i] = f.resolveImage(ctx, ref)
 			return nil
 		})
 	}
@@ -354,7 +355,7 @@ func (f *Fetcher) fetchConfig(ctx context.Context, ref reference.Named,
 			desc.Digest, ref, desc.Size, maxConfigSize)
 	}
 
-	if _, err := f.fetchBlob(ctx, ref, desc); err != nil {
+	if err := f.fetchBlob(ctx, ref, desc); err != nil {
 		return cfg, err
 	}
 

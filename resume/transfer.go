@@ -19,13 +19,6 @@ import (
 	"github.com/dlsproject/dls/registry"
 )
 
-// blobResult is what one blob transfer did.
-type blobResult struct {
-	reused bool
-	size   int64
-	stats  registry.BlobStats
-}
-
 // job is one distinct blob to transfer and the images that need it.
 type job struct {
 	desc   ocispec.Descriptor
@@ -43,11 +36,13 @@ func (f *Fetcher) Transfer(ctx context.Context, plan *Plan) error {
 
 	var mu sync.Mutex
 	failed := map[string]error{}
-	g, gctx := errgroup.WithContext(ctx)
+	// A failed blob fails only its images, so no error cancels the others: a plain group
+	// with a limit, not errgroup.WithContext.
+	var g errgroup.Group
 	g.SetLimit(f.limit)
 	for _, j := range jobs {
 		g.Go(func() error {
-			_, err := f.fetchBlob(gctx, j.ref, j.desc)
+			err := f.fetchBlob(ctx, j.ref, j.desc)
 			if err == nil {
 				return nil
 			}
@@ -117,32 +112,29 @@ func (f *Fetcher) jobs(plan *Plan) []*job {
 // is continued; if the finished bytes fail verification (a stale or damaged partial), the
 // blob is fetched once more from zero before giving up.
 func (f *Fetcher) fetchBlob(ctx context.Context, ref reference.Named,
-	desc ocispec.Descriptor) (blobResult, error) {
-	v, err, _ := f.inflight.Do(desc.Digest.String(), func() (any, error) {
-		if size, ok := f.store.HasBlob(desc.Digest); ok {
-			return blobResult{reused: true, size: size}, nil
+	desc ocispec.Descriptor) error {
+	_, err, _ := f.inflight.Do(desc.Digest.String(), func() (any, error) {
+		if _, ok := f.store.HasBlob(desc.Digest); ok {
+			return nil, nil
 		}
 
-		res, err := f.transferBlob(ctx, ref, desc)
+		err := f.transferBlob(ctx, ref, desc)
 		if errors.Is(err, cache.ErrCorrupt) && ctx.Err() == nil {
 			f.log.Warn("blob failed verification, fetching it again from the start",
 				"digest", desc.Digest, "image", ref.String(), "err", err)
-			res, err = f.transferBlob(ctx, ref, desc)
+			err = f.transferBlob(ctx, ref, desc)
 		}
-		return res, err
+		return nil, err
 	})
-	if err != nil {
-		return blobResult{}, err
-	}
-	return v.(blobResult), nil
+	return err
 }
 
 // transferBlob runs one download into the cache's ingest for desc and commits it.
 func (f *Fetcher) transferBlob(ctx context.Context, ref reference.Named,
-	desc ocispec.Descriptor) (res blobResult, err error) {
+	desc ocispec.Descriptor) (err error) {
 	ing, err := f.store.Ingest(desc)
 	if err != nil {
-		return res, fmt.Errorf("open partial blob %s: %w", desc.Digest, err)
+		return fmt.Errorf("open partial blob %s: %w", desc.Digest, err)
 	}
 	defer func() {
 		if cerr := ing.Close(); cerr != nil && err == nil {
@@ -154,20 +146,19 @@ func (f *Fetcher) transferBlob(ctx context.Context, ref reference.Named,
 	defer func() { f.observer.BlobFinished(desc.Digest, err) }()
 
 	sink := &observedSink{Ingest: ing, dgst: desc.Digest, observer: f.observer}
-	res.stats, err = f.client.FetchBlob(ctx, ref, desc, sink)
-	f.stats.transferred(res.stats)
+	st, err := f.client.FetchBlob(ctx, ref, desc, sink)
+	f.stats.transferred(st)
 	if err != nil {
 		// FetchBlob's errors already read "fetch blob <digest> of <ref> from <endpoint>: …";
 		// wrapping them again would say it twice.
-		return res, err
+		return err
 	}
 
 	if err := ing.Commit(); err != nil {
-		return res, fmt.Errorf("commit blob %s of %s: %w", desc.Digest, ref, err)
+		return fmt.Errorf("commit blob %s of %s: %w", desc.Digest, ref, err)
 	}
 	f.stats.stored(desc.Digest)
-	res.size = desc.Size
-	return res, nil
+	return nil
 }
 
 // observedSink reports the bytes written through it to an Observer.
@@ -188,11 +179,13 @@ func (s *observedSink) Reset() error {
 	return s.Ingest.Reset()
 }
 
-// counters accumulate Stats across goroutines.
+// counters accumulate, across goroutines, what Stats cannot derive from the plan and the
+// client: body bytes and which blobs this run stored.
 type counters struct {
-	mu      sync.Mutex
-	s       Stats
-	fetched map[digest.Digest]bool
+	mu         sync.Mutex
+	downloaded int64
+	resumed    int64
+	fetched    map[digest.Digest]bool
 }
 
 // stored records a blob this run put into the cache.
@@ -208,8 +201,8 @@ func (c *counters) stored(dgst digest.Digest) {
 func (c *counters) transferred(st registry.BlobStats) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.s.BytesDownloaded += st.Downloaded
-	c.s.BytesResumed += st.Resumed
+	c.downloaded += st.Downloaded
+	c.resumed += st.Resumed
 }
 
 // Stats returns the figures of everything this Fetcher did so far for plan, with elapsed
@@ -218,7 +211,7 @@ func (c *counters) transferred(st registry.BlobStats) {
 // configs and layers only, as BytesDownloaded counts the bodies of blob GETs.
 func (f *Fetcher) Stats(plan *Plan, elapsed time.Duration) Stats {
 	f.stats.mu.Lock()
-	s := f.stats.s
+	s := Stats{BytesDownloaded: f.stats.downloaded, BytesResumed: f.stats.resumed}
 	fetched := maps.Clone(f.stats.fetched)
 	f.stats.mu.Unlock()
 
