@@ -20,13 +20,9 @@ type assembleCmd struct {
 }
 
 func (c *assembleCmd) Run(ctx context.Context, e *env) error {
-	refs, err := readReferences(e.stdin, c.Lists, c.Image)
+	names, err := listedNames(e.stdin, c.Lists, c.Image)
 	if err != nil {
 		return err
-	}
-	names := make([]string, 0, len(refs))
-	for _, ref := range refs {
-		names = append(names, ref.String())
 	}
 
 	plats, err := parsePlatforms(c.Platform)

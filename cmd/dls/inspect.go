@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"text/tabwriter"
 
 	"github.com/dlsproject/dls/assemble"
 )
@@ -43,7 +42,7 @@ func printReport(w io.Writer, r assemble.Report) error {
 	fmt.Fprintf(w, "%s: %s, %s, %d files, %d images\n", r.Path, r.Compression,
 		humanBytes(r.Bytes), r.Files, len(r.Images))
 
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "NAME\tPLATFORM\tMANIFEST\tLAYERS\tSIZE\tCOMPLETE")
 	for _, img := range r.Images {
 		for _, p := range img.Platforms {

@@ -72,3 +72,23 @@ func dedupe(refs []reference.Named) []reference.Named {
 	}
 	return out
 }
+
+// listedNames returns the normalised names of the images of lists and --image flags, or nil
+// when none of either was given, which commands take as "every cached image".
+func listedNames(stdin io.Reader, lists, images []string) ([]string, error) {
+	if len(lists) == 0 && len(images) == 0 {
+		return nil, nil
+	}
+
+	refs, err := readReferences(stdin, lists, images)
+	if err != nil {
+		return nil, err
+	}
+
+	names := make([]string, 0, len(refs))
+	for _, ref := range refs {
+		names = append(names, ref.String())
+	}
+
+	return names, nil
+}

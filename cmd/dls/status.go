@@ -176,26 +176,6 @@ func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
 
-// listedNames returns the normalised names of the images of lists and --image flags, or nil
-// when none of either was given, which commands take as "every cached image".
-func listedNames(stdin io.Reader, lists, images []string) ([]string, error) {
-	if len(lists) == 0 && len(images) == 0 {
-		return nil, nil
-	}
-
-	refs, err := readReferences(stdin, lists, images)
-	if err != nil {
-		return nil, err
-	}
-
-	names := make([]string, 0, len(refs))
-	for _, ref := range refs {
-		names = append(names, ref.String())
-	}
-
-	return names, nil
-}
-
 // counted writes n and noun, in the plural unless n is 1: "1 image", "2 images".
 func counted(n int, noun string) string {
 	if n == 1 {
