@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -26,7 +25,7 @@ func narrowPlatforms(src Source, img cache.Image, want []ocispec.Platform) (cach
 	var kept, dropped []ocispec.Descriptor
 	for _, m := range img.Manifests {
 		if m.Platform != nil && slices.ContainsFunc(want, func(p ocispec.Platform) bool {
-			return platforms.NewMatcher(p).Match(platforms.Normalize(*m.Platform))
+			return cache.PlatformMatches(p, *m.Platform)
 		}) {
 			kept = append(kept, m)
 		} else {
@@ -35,7 +34,7 @@ func narrowPlatforms(src Source, img cache.Image, want []ocispec.Platform) (cach
 	}
 	if len(kept) == 0 {
 		return img, fmt.Errorf("image %s was fetched for %s only; fetch it with --platform %s",
-			img.Name, formatPlatforms(img.Manifests), platforms.Format(want[0]))
+			img.Name, formatPlatforms(img.Manifests), cache.FormatPlatform(want[0]))
 	}
 
 	keep, err := platformContent(src, kept)
@@ -77,7 +76,7 @@ func formatPlatforms(manifests []ocispec.Descriptor) string {
 	var names []string
 	for _, m := range manifests {
 		if m.Platform != nil {
-			names = append(names, platforms.Format(*m.Platform))
+			names = append(names, cache.FormatPlatform(*m.Platform))
 		}
 	}
 	return strings.Join(names, ", ")

@@ -6,14 +6,17 @@ import (
 
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/dlsproject/dls/cache"
 )
 
-// ParsePlatform parses "os/arch[/variant]" and normalises it the way containerd does, so
-// "linux/arm64" and "linux/arm64/v8" name the same platform.
+// ParsePlatform parses "os[(os.version)]/arch[/variant]" and normalises it the way
+// containerd does, so "linux/arm64" and "linux/arm64/v8" name the same platform, and
+// "windows(10.0.20348)/amd64" asks for that Windows build.
 func ParsePlatform(s string) (ocispec.Platform, error) {
 	p, err := platforms.Parse(s)
 	if err != nil {
-		return p, fmt.Errorf("parse platform %q (want os/arch[/variant], e.g. linux/arm64): %w",
+		return p, fmt.Errorf("parse platform %q (want os[(os.version)]/arch[/variant], e.g. linux/arm64): %w",
 			s, err)
 	}
 	return platforms.Normalize(p), nil
@@ -23,12 +26,11 @@ func ParsePlatform(s string) (ocispec.Platform, error) {
 // match: they describe an image, they are not one.
 func matchPlatform(p ocispec.Platform, children []ocispec.Descriptor) (ocispec.Descriptor,
 	bool) {
-	matcher := platforms.NewMatcher(p)
 	for _, child := range children {
 		if child.Platform == nil || isAttestation(child) {
 			continue
 		}
-		if matcher.Match(platforms.Normalize(*child.Platform)) {
+		if cache.PlatformMatches(p, *child.Platform) {
 			return child, true
 		}
 	}
@@ -49,5 +51,5 @@ func listPlatforms(children []ocispec.Descriptor) []string {
 }
 
 func formatPlatform(p ocispec.Platform) string {
-	return platforms.Format(p)
+	return cache.FormatPlatform(p)
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -338,7 +337,7 @@ func (f *Fetcher) checkSinglePlatform(ref reference.Named, p ocispec.Platform) e
 	}
 
 	for _, want := range f.platforms {
-		if platforms.NewMatcher(want).Match(platforms.Normalize(p)) {
+		if cache.PlatformMatches(want, p) {
 			return nil
 		}
 	}

@@ -19,8 +19,8 @@ var helpTexts = kong.Vars{
 		"cached image.",
 	"fetch_lists_help": "Image lists: one reference per line, # comments; - reads " +
 		"standard input.",
-	"platform_help": "Platform to fetch, os/arch[/variant] (repeatable); never the host's " +
-		"by default.",
+	"platform_help": "Platform to fetch, os/arch[/variant] or windows(os.version)/amd64 " +
+		"(repeatable); never the host's by default.",
 	"registries_help": "A k3s/RKE2 registries.yaml with mirrors, rewrites, credentials " +
 		"and TLS settings.",
 	"per_registry_help": "Most requests at once to one registry host; 0 means no limit.",

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/containerd/platforms"
-
 	"github.com/dlsproject/dls/cache"
 )
 
@@ -78,7 +76,7 @@ func describe(store *cache.Cache, img cache.Image) imageStatus {
 		Blobs: len(img.Blobs)}
 	for _, m := range img.Manifests {
 		if m.Platform != nil {
-			st.Platforms = append(st.Platforms, platforms.Format(*m.Platform))
+			st.Platforms = append(st.Platforms, cache.FormatPlatform(*m.Platform))
 		}
 	}
 	for _, b := range img.Blobs {
