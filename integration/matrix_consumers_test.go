@@ -15,6 +15,7 @@ import (
 
 // Consumer names, as subtests and in matrixLimits.
 const (
+	consumerImporter     = "containerd importer in-process"
 	consumerCtrAll       = "ctr import --all-platforms"
 	consumerCtrHost      = "ctr import host platform"
 	consumerPodman       = "podman load"
@@ -74,6 +75,7 @@ type matrixConsumer struct {
 
 // matrixConsumers read every variant's archive, concurrently.
 var matrixConsumers = []matrixConsumer{
+	{name: consumerImporter, check: checkMatrixImporter},
 	{name: consumerCtrAll, check: func(t *testing.T, env *matrixEnv, v matrixVariant,
 		a matrixArchive) {
 		checkMatrixCtr(t, env, v, a, true)
@@ -113,6 +115,25 @@ func checkMatrixCtr(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchi
 	wantOut := testimage.HelloOutput(env.host)
 	if got := env.ctrd.Run(t, ns, v.run); got != wantOut {
 		t.Errorf("ctr run %s printed %q, want %q", v.run, got, wantOut)
+	}
+}
+
+// checkMatrixImporter imports every part, decompressed as k3s does, with containerd's Go
+// importer (consumers.ImportInProcess: the code k3s links, newer than Debian's ctr), walking
+// all platforms. The images must be named exactly as index.json says, pointing at the
+// top-level digest.
+func checkMatrixImporter(t *testing.T, _ *matrixEnv, _ matrixVariant, a matrixArchive) {
+	got := map[string]digest.Digest{}
+	for _, p := range a.parts {
+		names, err := consumers.ImportInProcess(t.Context(), t.TempDir(), p.Tar)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(got, names)
+	}
+
+	if want := matrixTopDigests(a.allImages()); !maps.Equal(got, want) {
+		t.Errorf("containerd importer images = %v\nwant %v", got, want)
 	}
 }
 
