@@ -43,6 +43,14 @@ func (c *Cache) HasBlob(d digest.Digest) (size int64, ok bool) {
 	return fi.Size(), true
 }
 
+// Has reports whether the blob desc describes is present with desc's size. A file of another
+// size (truncated on the way across, or cut by a full disk) counts as absent, so the next
+// fetch replaces it instead of trusting it; a same-size corruption is left to Verify.
+func (c *Cache) Has(desc ocispec.Descriptor) bool {
+	size, ok := c.HasBlob(desc.Digest)
+	return ok && size == desc.Size
+}
+
 // OpenBlob opens the blob d for reading; the caller closes the file. It fails with
 // ErrNotFound when the blob is absent.
 func (c *Cache) OpenBlob(d digest.Digest) (*os.File, error) {
@@ -112,7 +120,7 @@ func (c *Cache) PutBlob(desc ocispec.Descriptor, data []byte) error {
 		return fmt.Errorf("put blob %s: content hashes to %s: %w", desc.Digest, actual, ErrCorrupt)
 	}
 
-	if size, ok := c.HasBlob(desc.Digest); ok && size == desc.Size {
+	if c.Has(desc) {
 		return nil
 	}
 

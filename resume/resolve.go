@@ -232,7 +232,7 @@ func (f *Fetcher) keepFetchedPlatforms(img cache.Image) []ocispec.Descriptor {
 // ensureManifest stores a child manifest unless the cache already holds it.
 func (f *Fetcher) ensureManifest(ctx context.Context, ref reference.Named,
 	desc ocispec.Descriptor) error {
-	if _, ok := f.store.HasBlob(desc.Digest); ok {
+	if f.store.Has(desc) {
 		return nil
 	}
 
@@ -246,7 +246,7 @@ func (f *Fetcher) ensureManifest(ctx context.Context, ref reference.Named,
 
 // putManifest stores a manifest's bytes unless the cache holds them already.
 func (f *Fetcher) putManifest(ref reference.Named, desc ocispec.Descriptor, raw []byte) error {
-	if _, ok := f.store.HasBlob(desc.Digest); ok {
+	if f.store.Has(desc) {
 		return nil
 	}
 

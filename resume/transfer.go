@@ -85,7 +85,7 @@ func (f *Fetcher) jobs(plan *Plan) []*job {
 	var jobs []*job
 	for _, pi := range plan.Images {
 		for _, desc := range pi.Image.Blobs {
-			if _, ok := f.store.HasBlob(desc.Digest); ok {
+			if f.store.Has(desc) {
 				continue
 			}
 			j, ok := byDigest[desc.Digest]
@@ -114,7 +114,7 @@ func (f *Fetcher) jobs(plan *Plan) []*job {
 func (f *Fetcher) fetchBlob(ctx context.Context, ref reference.Named,
 	desc ocispec.Descriptor) error {
 	_, err, _ := f.inflight.Do(desc.Digest.String(), func() (any, error) {
-		if _, ok := f.store.HasBlob(desc.Digest); ok {
+		if f.store.Has(desc) {
 			return nil, nil
 		}
 
