@@ -40,8 +40,7 @@ func (c *fetchCmd) Run(ctx context.Context, e *env) error {
 		return err
 	}
 	if len(refs) == 0 {
-		return fmt.Errorf("%w: no images to fetch; give an image list or --image REF",
-			errBadInput)
+		return errNoImages(c.Lists)
 	}
 
 	plats, err := parsePlatforms(c.Platform)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/distribution/reference"
 
@@ -59,6 +60,28 @@ func readList(stdin io.Reader, list string) ([]reference.Named, error) {
 	return registry.ParseList(f, list)
 }
 
+// errNoImages says that lists, which name nothing but blank lines and comments, give no
+// image to work on.
+func errNoImages(lists []string) error {
+	if len(lists) == 0 {
+		return fmt.Errorf("%w: no images given; give an image list or --image REF", errBadInput)
+	}
+
+	named := make([]string, len(lists))
+	for i, list := range lists {
+		named[i] = list
+		if list == "-" {
+			named[i] = "standard input"
+		}
+	}
+	verb := "names"
+	if len(lists) > 1 {
+		verb = "name"
+	}
+	return fmt.Errorf("%w: %s %s no image, only blank lines and comments; give a list "+
+		"with images, or --image REF", errBadInput, strings.Join(named, ", "), verb)
+}
+
 // dedupe drops repeated references, keeping the first.
 func dedupe(refs []reference.Named) []reference.Named {
 	seen := map[string]bool{}
@@ -74,7 +97,9 @@ func dedupe(refs []reference.Named) []reference.Named {
 }
 
 // listedNames returns the normalised names of the images of lists and --image flags, or nil
-// when none of either was given, which commands take as "every cached image".
+// when none of either was given, which commands take as "every cached image". Lists that
+// name no image at all are bad input: an empty file is far more likely a mistake (a failed
+// download of the list, a wrong file) than a wish to act on every image, or on none.
 func listedNames(stdin io.Reader, lists, images []string) ([]string, error) {
 	if len(lists) == 0 && len(images) == 0 {
 		return nil, nil
@@ -83,6 +108,9 @@ func listedNames(stdin io.Reader, lists, images []string) ([]string, error) {
 	refs, err := readReferences(stdin, lists, images)
 	if err != nil {
 		return nil, err
+	}
+	if len(refs) == 0 {
+		return nil, errNoImages(lists)
 	}
 
 	names := make([]string, 0, len(refs))

@@ -17,6 +17,12 @@ func TestExitStatuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	noCache := filepath.Join(dir, "none")
+	emptyList := filepath.Join(dir, "empty.txt")
+	err = os.WriteFile(emptyList, []byte("# nothing yet\n\n"), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noImage := "empty.txt names no image, only blank lines and comments"
 
 	tests := []struct {
 		name       string
@@ -35,7 +41,18 @@ func TestExitStatuses(t *testing.T) {
 		{"invalid list line is a usage error naming file and line",
 			[]string{"fetch", "--cache", noCache, badList}, exitUsage, "", "bad.txt:3"},
 		{"no images to fetch is a usage error", []string{"fetch", "--cache", noCache},
-			exitUsage, "", "no images to fetch"},
+			exitUsage, "", "no images given; give an image list or --image REF"},
+		{"fetch of an empty list names it", []string{"fetch", "--cache", noCache, emptyList},
+			exitUsage, "", noImage},
+		{"assemble of an empty list writes nothing", []string{"assemble", "--cache", noCache,
+			"-o", filepath.Join(dir, "x.tar"), emptyList}, exitUsage, "", noImage},
+		{"status of an empty list is no answer", []string{"status", "--cache", noCache,
+			emptyList}, exitUsage, "", noImage},
+		{"prune to an empty list removes nothing", []string{"prune", "--cache", noCache,
+			emptyList}, exitUsage, "", noImage},
+		{"empty standard input", []string{"assemble", "--cache", noCache, "-o",
+			filepath.Join(dir, "x.tar"), "-"}, exitUsage, "",
+			"standard input names no image"},
 		{"ls of a missing cache", []string{"ls", "--cache", noCache}, exitFailure, "",
 			"no index.db"},
 		{"assemble of a missing cache", []string{"assemble", "--cache", noCache, "-o",

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -31,13 +30,6 @@ func (c *pruneCmd) Run(ctx context.Context, e *env) error {
 	keep, err := listedNames(e.stdin, c.Lists, c.Image)
 	if err != nil {
 		return err
-	}
-
-	// An empty keep list removes every image; a list file that names nothing is more
-	// likely a mistake than that wish.
-	if keep != nil && len(keep) == 0 {
-		return errors.New("prune: the lists name no images, which would remove every image; " +
-			"to keep every image, give no list")
 	}
 
 	// Pruning never creates a cache: a mistyped --cache must fail, not become an empty one.
