@@ -59,10 +59,15 @@ type Cache struct {
 // and host, when another process holds it; blobs found under blobs/ but missing from the index
 // (a crash between rename and index write) are re-indexed. A read-only open creates and writes
 // nothing and takes no lock. Both fail with ErrNotFound when dir holds no index.db and a cache
-// must exist, and with ErrIndexDamaged when index.db cannot be read. The caller must Close the
-// cache.
+// must exist, and with ErrIndexDamaged when index.db cannot be read, or is missing or empty
+// while index.json lists images. The caller must Close the cache.
 func Open(dir string, opts Options) (*Cache, error) {
 	c := newCache(dir, opts)
+	err := c.indexLost()
+	if err != nil {
+		return nil, err
+	}
+
 	if opts.ReadOnly || opts.MustExist {
 		err := c.checkExists()
 		if err != nil {
@@ -75,7 +80,7 @@ func Open(dir string, opts Options) (*Cache, error) {
 		open = c.openReadOnly
 	}
 
-	err := open()
+	err = open()
 	if err != nil {
 		return nil, err
 	}

@@ -35,21 +35,26 @@ type IndexRebuild struct {
 // index.db.damaged, replacing an older one, and index.json is rewritten to list no image.
 //
 // RebuildIndex takes the writer lock (ErrLocked when another process holds it) and fails with
-// ErrNotFound when dir holds no index.db. It only replaces an index it cannot read: when
+// ErrNotFound when dir holds no index.db, unless index.json lists images: then the index was
+// lost, and is rebuilt like a damaged one. It only replaces an index it cannot read: when
 // index.db reads cleanly it fails and changes no record.
 func RebuildIndex(dir string, opts Options) (IndexRebuild, error) {
 	c := newCache(dir, opts)
-	err := c.checkExists()
-	if err != nil {
-		return IndexRebuild{}, err
+	// A lost index (missing or empty) has no version to check; any other must exist, and a
+	// newer cache or another program's database fails here, before the lock file is made.
+	if c.indexLost() == nil {
+		err := c.checkExists()
+		if err != nil {
+			return IndexRebuild{}, err
+		}
+
+		err = c.checkVersion()
+		if err != nil && !errors.Is(err, ErrIndexDamaged) {
+			return IndexRebuild{}, err
+		}
 	}
 
-	// A newer cache or another program's database fails here, before the lock file is made.
-	err = c.checkVersion()
-	if err != nil && !errors.Is(err, ErrIndexDamaged) {
-		return IndexRebuild{}, err
-	}
-
+	var err error
 	c.lock, err = acquireLock(c.dir)
 	if err != nil {
 		return IndexRebuild{}, err
@@ -79,7 +84,9 @@ func (c *Cache) rebuildIndex() (IndexRebuild, error) {
 
 	rebuild := IndexRebuild{LostImages: c.listedImages(), Damaged: c.path(dbFile + damagedSuffix)}
 	err = os.Rename(c.path(dbFile), rebuild.Damaged)
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
+		rebuild.Damaged = ""
+	} else if err != nil {
 		return rebuild, fmt.Errorf("move the damaged %s aside: %w", dbFile, err)
 	}
 
@@ -109,7 +116,12 @@ func (c *Cache) rebuildIndex() (IndexRebuild, error) {
 // damaged index fails here with ErrIndexDamaged. Another program's database fails too, but
 // not so: it is not dls's to replace.
 func (c *Cache) probeIndex() error {
-	err := c.checkVersion()
+	err := c.indexLost()
+	if err != nil {
+		return err
+	}
+
+	err = c.checkVersion()
 	if err != nil {
 		return err
 	}
@@ -127,6 +139,34 @@ func (c *Cache) probeIndex() error {
 	_, err = c.indexedBlobs()
 
 	return err
+}
+
+// indexLost fails with ErrIndexDamaged when index.db is missing or empty while index.json
+// still lists images. A new cache never looks like that (index.json lists no image before
+// the first commit), so the index was deleted or emptied on the way (a bad copy, a full
+// disk): treating the directory as a new cache would drop every image record, and make
+// verify and prune take every blob for an orphan.
+func (c *Cache) indexLost() error {
+	fi, err := os.Stat(c.path(dbFile))
+	if err == nil && fi.Size() > 0 || err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+
+	if _, statErr := os.Stat(c.path(indexFile)); statErr != nil {
+		return nil
+	}
+	names := c.listedImages()
+	if len(names) == 0 {
+		return nil
+	}
+
+	state := "is empty"
+	if err != nil {
+		state = "is missing"
+	}
+	return fmt.Errorf("cache %s: %s %s, yet %s lists %d images; run dls verify --repair to "+
+		"rebuild it from the blobs, then dls fetch the same lists to record the images "+
+		"again: %w", c.dir, dbFile, state, indexFile, len(names), ErrIndexDamaged)
 }
 
 // listedImages returns, sorted, the image names index.json lists, or nil when it cannot be

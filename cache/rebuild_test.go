@@ -236,3 +236,51 @@ func TestRebuildIndexRefuses(t *testing.T) {
 		}
 	})
 }
+
+// An index.db deleted or emptied on the way, beside an index.json that still lists images,
+// is a lost index, not a new cache: opening fails with the advice, and the rebuild keeps the
+// blobs and the names of the lost images.
+func TestLostIndexIsReportedAndRebuilt(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		lose    func(path string) error
+		state   string
+		damaged bool
+	}{
+		{"deleted", os.Remove, "index.db is missing", false},
+		{"emptied", func(path string) error { return os.Truncate(path, 0) }, "index.db is empty",
+			true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			if err := f.c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.lose(filepath.Join(f.dir, dbFile)); err != nil {
+				t.Fatal(err)
+			}
+
+			for _, readOnly := range []bool{true, false} {
+				_, err := Open(f.dir, Options{ReadOnly: readOnly, Logger: testLogger(t)})
+				want := tt.state + ", yet index.json lists 2 images; run dls verify --repair"
+				if !errors.Is(err, ErrIndexDamaged) || !strings.Contains(err.Error(), want) {
+					t.Fatalf("Open(ReadOnly=%v) = %v\nwant ErrIndexDamaged saying %q",
+						readOnly, err, want)
+				}
+			}
+
+			rebuild, err := RebuildIndex(f.dir, Options{Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := IndexRebuild{Blobs: 5, LostImages: []string{nameA, nameB}}
+			if tt.damaged {
+				want.Damaged = filepath.Join(f.dir, "index.db.damaged")
+			}
+			if !reflect.DeepEqual(rebuild, want) {
+				t.Errorf("RebuildIndex = %+v, want %+v", rebuild, want)
+			}
+			checkRebuilt(t, f)
+		})
+	}
+}
