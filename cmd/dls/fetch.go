@@ -31,6 +31,25 @@ type fetchCmd struct {
 	JSON        bool          `name:"json" help:"Print the summary as JSON."`
 }
 
+// Validate refuses flag values that would fetch nothing or mean something they do not say:
+// no download slot, a negative limit or retry count, a wait or timeout of zero.
+func (c *fetchCmd) Validate() error {
+	switch {
+	case c.Concurrency < 1:
+		return fmt.Errorf("--concurrency %d: give 1 or more blobs at once", c.Concurrency)
+	case c.PerRegistry < 0:
+		return fmt.Errorf("--per-registry %d: give 0 (no limit) or more", c.PerRegistry)
+	case c.Retries < 0:
+		return fmt.Errorf("--retries %d: give 0 (none) or more", c.Retries)
+	case c.MaxWait <= 0:
+		return fmt.Errorf("--max-wait %s: give a positive duration, e.g. 2m", c.MaxWait)
+	case c.IdleTimeout <= 0:
+		return fmt.Errorf("--idle-timeout %s: give a positive duration, e.g. 30s",
+			c.IdleTimeout)
+	}
+	return nil
+}
+
 // errIncomplete says a fetch ran but some images were not fetched; each was already named.
 var errIncomplete = errors.New("not every image was fetched")
 

@@ -15,7 +15,7 @@ import (
 // mergeCmd is dls merge: it takes the images and blobs of other caches, e.g. the shards of a
 // fetch split across machines, into --cache.
 type mergeCmd struct {
-	Sources []string `arg:"" name:"SRC" type:"path" help:"Cache directories to merge from."`
+	Sources []string `arg:"" name:"SRC" type:"existingdir" help:"Cache directories to merge from."`
 	JSON    bool     `name:"json" help:"Print one report per source as JSON."`
 }
 
