@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 )
 
 // Transport tuning for the default transport.
@@ -129,7 +131,7 @@ func (ht *hostTransports) RoundTrip(req *http.Request) (*http.Response, error) {
 // headers take longer than idle is abandoned, like a stalled body.
 func newTransport(tc *tls.Config, idle time.Duration) *http.Transport {
 	return &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
+		Proxy: envProxy(),
 		DialContext: (&net.Dialer{
 			Timeout:   dialTimeout,
 			KeepAlive: 30 * time.Second,
@@ -142,6 +144,16 @@ func newTransport(tc *tls.Config, idle time.Duration) *http.Transport {
 		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
 		ExpectContinueTimeout: time.Second,
 	}
+}
+
+// envProxy picks the proxy per request from HTTPS_PROXY, HTTP_PROXY and NO_PROXY (either
+// case) as they are now, when the transport is built. http.ProxyFromEnvironment reads them
+// once per process, on its first use anywhere (http.DefaultClient included), so a client
+// built after the environment changed would still follow the old values. As in net/http,
+// localhost and loopback addresses are never proxied.
+func envProxy() func(*http.Request) (*url.URL, error) {
+	proxy := httpproxy.FromEnvironment().ProxyFunc()
+	return func(req *http.Request) (*url.URL, error) { return proxy(req.URL) }
 }
 
 // loadTLSConfig reads a registries.yaml tls section: extra CA, client certificate, and
