@@ -207,7 +207,7 @@ func (c *counters) transferred(st registry.BlobStats) {
 
 // Stats returns the figures of everything this Fetcher did so far for plan, with elapsed
 // as the duration. Every distinct blob the plan's images need is either downloaded by this
-// run or reused from the cache; blobs of failed images are not counted. Byte counts are of
+// run or reused from the cache; blobs of failed images count only when this run stored them. Byte counts are of
 // configs and layers only, as BytesDownloaded counts the bodies of blob GETs.
 func (f *Fetcher) Stats(plan *Plan, elapsed time.Duration) Stats {
 	f.stats.mu.Lock()
@@ -231,6 +231,15 @@ func (f *Fetcher) Stats(plan *Plan, elapsed time.Duration) Stats {
 					s.BytesReused += desc.Size
 				}
 			}
+		}
+	}
+
+	// Blobs this run stored for images that then failed (a signal, a lost registry) are in
+	// the cache all the same: count them, so an interrupted run's summary says what it kept.
+	for dgst := range fetched {
+		if !seen[dgst] {
+			s.Blobs++
+			s.BlobsDownloaded++
 		}
 	}
 
