@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,15 +24,31 @@ import (
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/crypto/bcrypt"
 
+	// The htpasswd access controller registers itself with distribution's auth factory.
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
 	// The filesystem driver registers itself with the storage factory.
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 )
+
+// HtpasswdRealm is the realm of the Basic challenge an Htpasswd registry sends.
+const HtpasswdRealm = "registrytest"
+
+// Login is a user and password of an Htpasswd registry.
+type Login struct {
+	User, Password string
+}
 
 // Options configure a test registry. The zero value is an open registry.
 type Options struct {
 	// Auth is the distribution auth section (htpasswd, token); nil means none.
 	Auth configuration.Auth
+	// Htpasswd, when not empty, makes the registry require a Basic login of one of these
+	// users, checked by distribution's htpasswd access controller against a bcrypt file
+	// Start writes (the setup of `registry` with REGISTRY_AUTH=htpasswd). PushBlob and
+	// PushManifest log in as the first user. It replaces Auth.
+	Htpasswd []Login
 	// Wrap, when set, wraps the registry handler (to inject faults or record headers).
 	Wrap func(http.Handler) http.Handler
 	// AllowURLs are regular expressions that the urls of a pushed manifest's layers
@@ -48,6 +66,7 @@ type Registry struct {
 	Host string
 
 	server *httptest.Server
+	push   *Login // the login of pushes; nil for a registry without htpasswd
 	mu     sync.Mutex
 	counts map[string]int
 }
@@ -63,6 +82,12 @@ func Start(t testing.TB, opts Options) *Registry {
 		"delete":     configuration.Parameters{"enabled": true},
 	}
 	cfg.Auth = opts.Auth
+	r := &Registry{counts: map[string]int{}}
+	if len(opts.Htpasswd) > 0 {
+		cfg.Auth = htpasswdAuth(t, opts.Htpasswd)
+		push := opts.Htpasswd[0]
+		r.push = &push
+	}
 	// distribution rewrites the patterns in place; the caller's slice stays as it was.
 	cfg.Validation.Manifests.URLs.Allow = slices.Clone(opts.AllowURLs)
 	// The registry logs every request through logrus at info; tests and the demo print
@@ -73,7 +98,6 @@ func Start(t testing.TB, opts Options) *Registry {
 	ctx, cancel := context.WithCancel(context.Background())
 	app := handlers.NewApp(ctx, cfg)
 
-	r := &Registry{counts: map[string]int{}}
 	var h http.Handler = r.count(app)
 	if opts.Wrap != nil {
 		h = opts.Wrap(h)
@@ -86,6 +110,31 @@ func Start(t testing.TB, opts Options) *Registry {
 		cancel()
 	})
 	return r
+}
+
+// htpasswdAuth writes logins to a bcrypt htpasswd file under a temporary directory of t
+// and returns the auth section that checks them. The lowest bcrypt cost keeps each
+// request's check fast; distribution reads the cost from the hash.
+func htpasswdAuth(t testing.TB, logins []Login) configuration.Auth {
+	t.Helper()
+
+	var b strings.Builder
+	for _, l := range logins {
+		hash, err := bcrypt.GenerateFromPassword([]byte(l.Password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatalf("hash password of %s: %v", l.User, err)
+		}
+
+		fmt.Fprintf(&b, "%s:%s\n", l.User, hash)
+	}
+
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatalf("write htpasswd file: %v", err)
+	}
+	return configuration.Auth{"htpasswd": configuration.Parameters{
+		"realm": HtpasswdRealm, "path": path,
+	}}
 }
 
 // count records each request by kind ("GET manifest", "HEAD blob", ...).
@@ -130,7 +179,12 @@ func (r *Registry) PushBlob(t testing.TB, repo string, data []byte) digest.Diges
 	t.Helper()
 
 	dgst := digest.FromBytes(data)
-	resp, err := http.Post(r.URL+"/v2/"+repo+"/blobs/uploads/", "", nil)
+	req, err := http.NewRequest(http.MethodPost, r.URL+"/v2/"+repo+"/blobs/uploads/", nil)
+	if err != nil {
+		t.Fatalf("start upload to %s: %v", repo, err)
+	}
+
+	resp, err := r.send(req)
 	if err != nil {
 		t.Fatalf("start upload to %s: %v", repo, err)
 	}
@@ -171,7 +225,7 @@ func (r *Registry) put(t testing.TB, u, contentType string, data []byte) {
 		t.Fatalf("put %s: %v", u, err)
 	}
 	req.Header.Set("Content-Type", contentType)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.send(req)
 	if err != nil {
 		t.Fatalf("put %s: %v", u, err)
 	}
@@ -180,6 +234,14 @@ func (r *Registry) put(t testing.TB, u, contentType string, data []byte) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		t.Fatalf("put %s: status %s: %s", u, resp.Status, body)
 	}
+}
+
+// send sends a push request, logged in as the push user of an Htpasswd registry.
+func (r *Registry) send(req *http.Request) (*http.Response, error) {
+	if r.push != nil {
+		req.SetBasicAuth(r.push.User, r.push.Password)
+	}
+	return http.DefaultClient.Do(req)
 }
 
 // String names the registry in test logs.
