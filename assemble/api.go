@@ -54,6 +54,10 @@ type Source interface {
 	OpenBlob(d digest.Digest) (*os.File, error)
 	// ReadBlob reads blob d into memory, failing when it is larger than limit bytes.
 	ReadBlob(d digest.Digest, limit int64) ([]byte, error)
+	// Unchanged reports whether fi, the Stat of an open file of blob d, is the file whose
+	// bytes were verified when it entered the cache, untouched since; such a blob is copied
+	// without hashing it again. Answering false is always safe.
+	Unchanged(d digest.Digest, fi os.FileInfo) bool
 }
 
 // Options select what an archive holds.
@@ -70,6 +74,9 @@ type Options struct {
 	// one an image has); empty means every platform the image was fetched for. The index
 	// and all its child manifests are written either way.
 	Platforms []ocispec.Platform
+	// Rehash hashes every blob while copying it, even those Source.Unchanged vouches for:
+	// for a cache whose disk is suspect below the file system.
+	Rehash bool
 	// Logger receives debug records per blob and an info record per archive; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -86,6 +93,9 @@ type Result struct {
 	Blobs int
 	// Bytes is the size of the tar streams, before any compression.
 	Bytes int64
+	// Hashed is the number of blobs hashed while copied (see Options.Rehash); the others
+	// were copied as the files the cache verified when they entered it.
+	Hashed int
 }
 
 func (o Options) logger() *slog.Logger {

@@ -2,6 +2,13 @@ package assemble
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dlsproject/dls/cache"
@@ -21,9 +28,13 @@ func TestWriteFromCache(t *testing.T) {
 			fromTestSource, _ := writeArchive(t, s, quietOptions(names...))
 
 			c := cacheFrom(t, s)
-			fromCache, _ := writeArchive(t, c, quietOptions(names...))
+			fromCache, res := writeArchive(t, c, quietOptions(names...))
 			if !bytes.Equal(fromCache, fromTestSource) {
 				t.Error("the archive from the cache differs from the test source's")
+			}
+			// Every blob file is the one the cache verified when it entered.
+			if res.Hashed != 0 {
+				t.Errorf("%d of %d blobs hashed again, want 0", res.Hashed, res.Blobs)
 			}
 
 			checkArchive(t, s, fromCache, want)
@@ -71,4 +82,69 @@ func cacheFrom(tb testing.TB, s *testSource) *cache.Cache {
 	tb.Cleanup(func() { c.Close() })
 
 	return c
+}
+
+// A blob file that is not the one the cache verified is hashed again: every file of a cache
+// copied elsewhere (new inodes), and a file changed in place (new ctime), whose corruption
+// is then found. Rehash hashes every blob.
+func TestWriteHashesFilesTheCacheDidNotVerify(t *testing.T) {
+	s := newTestSource(t)
+	names, _, _ := buildSharedLayer(t, s)
+	c := cacheFrom(t, s)
+	want, res := writeArchive(t, c, quietOptions(names...))
+	blobs := res.Blobs
+
+	copied := filepath.Join(t.TempDir(), "copy")
+	out, err := exec.Command("cp", "-a", c.Dir(), copied).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cp -a: %v\n%s", err, out)
+	}
+	cc, err := cache.Open(copied, cache.Options{ReadOnly: true, Logger: quietOptions().Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	got, res := writeArchive(t, cc, quietOptions(names...))
+	if !bytes.Equal(got, want) || res.Hashed != blobs {
+		t.Errorf("copied cache: %d of %d blobs hashed, same bytes %v; want all, true",
+			res.Hashed, blobs, bytes.Equal(got, want))
+	}
+
+	opts := quietOptions(names...)
+	opts.Rehash = true
+	_, res = writeArchive(t, c, opts)
+	if res.Hashed != blobs {
+		t.Errorf("Rehash: %d of %d blobs hashed, want all", res.Hashed, blobs)
+	}
+
+	// Flip one byte of a layer in place, keeping its size.
+	img, err := c.Image(names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := img.Blobs[len(img.Blobs)-1]
+	path := filepath.Join(c.Dir(), "blobs", "sha256", layer.Digest.Encoded())
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	reopened, err := cache.Open(c.Dir(), cache.Options{ReadOnly: true,
+		Logger: quietOptions().Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	_, err = Write(context.Background(), reopened, io.Discard, quietOptions(names...))
+	if !errors.Is(err, cache.ErrCorrupt) || !strings.Contains(err.Error(), string(layer.Digest)) {
+		t.Errorf("Write after a byte of %s flipped = %v, want cache.ErrCorrupt naming it",
+			layer.Digest, err)
+	}
 }

@@ -66,7 +66,7 @@ func WriteFile(ctx context.Context, src Source, path string, opts Options) (Resu
 		}
 	}
 
-	tmps, res, err := writeParts(ctx, src, paths, comp, parts, opts.logger())
+	tmps, res, err := writeParts(ctx, src, paths, comp, parts, opts)
 	if err != nil {
 		return Result{}, err
 	}
@@ -87,11 +87,11 @@ func WriteFile(ctx context.Context, src Source, path string, opts Options) (Resu
 // writeParts writes each part to a temporary file beside its path and returns their names
 // and the summed Result; on error it removes every temporary file it made.
 func writeParts(ctx context.Context, src Source, paths []string, comp compression,
-	parts []content, log *slog.Logger) ([]string, Result, error) {
+	parts []content, opts Options) ([]string, Result, error) {
 	var total Result
 	var tmps []string
 	for i, c := range parts {
-		tmp, res, err := writeTemp(ctx, src, paths[i], comp, c, log)
+		tmp, res, err := writeTemp(ctx, src, paths[i], comp, c, opts)
 		if err != nil {
 			removeAll(tmps)
 			return nil, Result{}, err
@@ -101,6 +101,7 @@ func writeParts(ctx context.Context, src Source, paths []string, comp compressio
 		total.Images += res.Images
 		total.Blobs += res.Blobs
 		total.Bytes += res.Bytes
+		total.Hashed += res.Hashed
 	}
 
 	return tmps, total, nil
@@ -134,7 +135,7 @@ func removeAll(paths []string) {
 // writeTemp writes c, compressed by comp, to a new temporary file beside path and returns
 // its name once it is closed and fsynced. On error the temporary file is removed.
 func writeTemp(ctx context.Context, src Source, path string, comp compression, c content,
-	log *slog.Logger) (tmp string, res Result, err error) {
+	opts Options) (tmp string, res Result, err error) {
 	f, err := createTemp(path)
 	if err != nil {
 		return "", Result{}, err
@@ -151,7 +152,7 @@ func writeTemp(ctx context.Context, src Source, path string, comp compression, c
 		return "", Result{}, err
 	}
 
-	res, err = writeContent(ctx, src, zw, c, log)
+	res, err = writeContent(ctx, src, zw, c, opts)
 	closeErr := zw.Close()
 	if err != nil {
 		return "", Result{}, fmt.Errorf("write archive %s: %w", path, err)

@@ -33,7 +33,7 @@ func Write(ctx context.Context, src Source, w io.Writer, opts Options) (Result, 
 			"each under the size limits; write them to a file, which splits them", len(parts))
 	}
 
-	return writeContent(ctx, src, w, parts[0], opts.logger())
+	return writeContent(ctx, src, w, parts[0], opts)
 }
 
 // maxDockerLayers is the most layers classic docker load stacks: its layer store refuses a
@@ -87,14 +87,17 @@ func warnDeepImages(plans []imagePlan, log *slog.Logger) {
 }
 
 // writeContent streams c to w as one archive.
-func writeContent(ctx context.Context, src Source, w io.Writer, c content, log *slog.Logger,
+func writeContent(ctx context.Context, src Source, w io.Writer, c content, opts Options,
 ) (Result, error) {
-	n, err := newTarStream(w, log).writeContent(ctx, src, c)
+	s := newTarStream(w, opts.logger())
+	s.rehash = opts.Rehash
+	n, err := s.writeContent(ctx, src, c)
 	if err != nil {
 		return Result{}, err
 	}
 
-	res := Result{Images: len(c.images), Blobs: len(c.blobs), Bytes: n}
-	log.Info("wrote archive", "images", res.Images, "blobs", res.Blobs, "bytes", res.Bytes)
+	res := Result{Images: len(c.images), Blobs: len(c.blobs), Bytes: n, Hashed: s.hashed}
+	opts.logger().Info("wrote archive", "images", res.Images, "blobs", res.Blobs,
+		"bytes", res.Bytes, "hashed", res.Hashed)
 	return res, nil
 }

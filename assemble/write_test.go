@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -57,7 +58,8 @@ func TestWriteArchiveContent(t *testing.T) {
 			names, want, wantRes := tc.build(t, s)
 			data, res := writeArchive(t, s, quietOptions(names...))
 			checkArchive(t, s, data, want)
-			wantRes.Bytes = res.Bytes
+			// The source vouches for no file, so every blob is hashed.
+			wantRes.Bytes, wantRes.Hashed = res.Bytes, wantRes.Blobs
 			if !reflect.DeepEqual(res, wantRes) {
 				t.Errorf("Result = %+v, want %+v", res, wantRes)
 			}
@@ -65,6 +67,19 @@ func TestWriteArchiveContent(t *testing.T) {
 			again, _ := writeArchive(t, s, quietOptions(names...))
 			if !bytes.Equal(data, again) {
 				t.Errorf("case %d: a second run wrote different bytes", i)
+			}
+
+			// Files the source vouches for are copied unhashed, into the same bytes.
+			s.unchanged = map[digest.Digest]bool{}
+			for _, img := range s.images {
+				for _, b := range img.Blobs {
+					s.unchanged[b.Digest] = true
+				}
+			}
+			plain, res := writeArchive(t, s, quietOptions(names...))
+			if !bytes.Equal(data, plain) || res.Hashed != 0 {
+				t.Errorf("case %d: unhashed copy: %d blobs hashed, same bytes %v; want 0, true",
+					i, res.Hashed, bytes.Equal(data, plain))
 			}
 		})
 	}

@@ -52,6 +52,9 @@ type Cache struct {
 	writeMu   sync.Mutex
 	ingesting map[digest.Digest]bool // blobs with an open Ingest in this process
 	putting   map[digest.Digest]int  // blobs PutBlob is writing, by number of calls
+
+	// stamps are the verified-file records, read on the first Unchanged call.
+	stamps stamps
 }
 
 // Open opens the cache at dir, creating it when writable and absent unless opts.MustExist. A

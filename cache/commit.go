@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -102,7 +103,8 @@ func (c *Cache) indexBlob(blob BlobInfo, dir string) error {
 	return nil
 }
 
-// writeGroup syncs the directories of g's blobs, then records the blobs in one transaction.
+// writeGroup syncs the directories of g's blobs, then records the blobs, and the stamps of
+// their files just verified (see fileStamp), in one transaction.
 // The caller holds the index lock. The sync comes first: it makes the renames durable, and
 // the index must not get ahead of them. It runs before index.db is opened, so other
 // processes' readers do not wait for it.
@@ -114,12 +116,23 @@ func (c *Cache) writeGroup(g *commitGroup) error {
 		}
 	}
 
+	stamps := c.stampFiles(g.blobs)
 	err := c.txLocked(true, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBlobs)
+		verified, err := tx.CreateBucketIfNotExists(bucketVerified)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketVerified, err)
+		}
+
 		for _, blob := range g.blobs {
 			err := b.Put([]byte(blob.Digest), encodeSize(blob.Size))
 			if err != nil {
 				return fmt.Errorf("record blob %s: %w", blob.Digest, err)
+			}
+
+			err = putStamp(verified, blob.Digest, stamps)
+			if err != nil {
+				return err
 			}
 		}
 
@@ -130,6 +143,21 @@ func (c *Cache) writeGroup(g *commitGroup) error {
 	}
 
 	c.log.Debug("indexed committed blobs in one transaction", "blobs", len(g.blobs))
+
+	return nil
+}
+
+// putStamp records the stamp of d's file, or deletes a stale one when there is none.
+func putStamp(b *bolt.Bucket, d digest.Digest, stamps map[digest.Digest]fileStamp) error {
+	var err error
+	if s, ok := stamps[d]; ok {
+		err = b.Put([]byte(d), s.encode())
+	} else {
+		err = b.Delete([]byte(d))
+	}
+	if err != nil {
+		return fmt.Errorf("record the file of blob %s: %w", d, err)
+	}
 
 	return nil
 }

@@ -304,9 +304,12 @@ func (c *Cache) repair(report *VerifyReport) error {
 // unindexBlobs deletes the index entries of blobs in one transaction.
 func (c *Cache) unindexBlobs(digests []digest.Digest) error {
 	return c.withDB(true, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketBlobs)
+		b, verified := tx.Bucket(bucketBlobs), tx.Bucket(bucketVerified)
 		for _, d := range digests {
 			err := b.Delete([]byte(d))
+			if err == nil && verified != nil {
+				err = verified.Delete([]byte(d))
+			}
 			if err != nil {
 				return fmt.Errorf("unindex blob %s: %w", d, err)
 			}

@@ -17,6 +17,7 @@ type assembleCmd struct {
 	Image    []string `help:"An image reference to write (repeatable)." placeholder:"REF"`
 	MaxSize  byteSize `help:"${max_size_help}" placeholder:"SIZE"`
 	Platform []string `help:"${assemble_platform_help}" placeholder:"OS/ARCH"`
+	Rehash   bool     `help:"${rehash_help}"`
 }
 
 func (c *assembleCmd) Run(ctx context.Context, e *env) error {
@@ -40,6 +41,7 @@ func (c *assembleCmd) Run(ctx context.Context, e *env) error {
 		Images:    names,
 		MaxSize:   int64(c.MaxSize),
 		Platforms: plats,
+		Rehash:    c.Rehash,
 		Logger:    e.log,
 	}
 	if c.Output == "-" {
@@ -59,8 +61,8 @@ func (c *assembleCmd) Run(ctx context.Context, e *env) error {
 		return fmt.Errorf("assemble %s: %w", c.Output, err)
 	}
 
-	_, err = fmt.Fprintf(e.stdout, "wrote %s: %d images, %d blobs, %s\n",
-		strings.Join(res.Files, ", "), res.Images, res.Blobs, humanBytes(res.Bytes))
+	_, err = fmt.Fprintf(e.stdout, "wrote %s: %d images, %d blobs (%d hashed), %s\n",
+		strings.Join(res.Files, ", "), res.Images, res.Blobs, res.Hashed, humanBytes(res.Bytes))
 	return err
 }
 

@@ -30,6 +30,8 @@ var helpTexts = kong.Vars{
 		"manifests; the manifests themselves are always kept.",
 	"assemble_platform_help": "Write only these platforms of each image (repeatable); " +
 		"none means every platform it was fetched for.",
+	"rehash_help": "Hash every blob while writing it; by default a blob file untouched " +
+		"since fetch verified it is copied as it is (a copied cache is always hashed).",
 	"inspect_file_help": "Archive to inspect: .tar, .tar.gz or .tar.zst.",
 	"max_size_help": "Split the output into archives of at most this size, e.g. 4GiB " +
 		"(each complete and loadable on its own; an image never spans two).",
