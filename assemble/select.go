@@ -83,7 +83,7 @@ func lookupImages(src Source, names []string) ([]cache.Image, []string, error) {
 		}
 
 		if err != nil {
-			return nil, nil, fmt.Errorf("look up image %s: %w", name, err)
+			return nil, nil, err // it names the image
 		}
 
 		images = append(images, img)

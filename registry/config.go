@@ -23,6 +23,9 @@ type RegistriesConfig struct {
 	Mirrors map[string]Mirror `json:"mirrors,omitempty"`
 	// Configs is keyed by host[:port] of an endpoint (a mirror's or the registry's own).
 	Configs map[string]HostConfig `json:"configs,omitempty"`
+	// Ignored says which key of the file dls does not know, when one is there; it was
+	// ignored, as k3s ignores it, and the caller should warn: it may be a misspelling.
+	Ignored string `json:"-"`
 }
 
 // Mirror lists the endpoints tried, in order, before the registry's default endpoint.
@@ -62,8 +65,9 @@ type TLSConfig struct {
 }
 
 // LoadRegistriesConfig reads a k3s/RKE2 registries.yaml. Unknown keys are ignored, as k3s
-// ignores them, so a file written for k3s loads here unchanged; endpoints, rewrite
-// patterns and base64 auth strings are checked now, so a typo fails before any fetch.
+// ignores them, so a file written for k3s loads here unchanged; the first is named in
+// Ignored. Endpoints, rewrite patterns and base64 auth strings are checked now, so a typo
+// fails before any fetch.
 func LoadRegistriesConfig(path string) (*RegistriesConfig, error) {
 	data, err := readCapped(path, maxConfigSize)
 	if err != nil {
@@ -78,7 +82,22 @@ func LoadRegistriesConfig(path string) (*RegistriesConfig, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("load registries config %s: %w", path, err)
 	}
+
+	// The strict decoder stops at the first unknown key, which is enough to point at it.
+	var strict RegistriesConfig
+	if err := yaml.UnmarshalStrict(data, &strict); err != nil {
+		cfg.Ignored = unknownKey(err)
+	}
 	return &cfg, nil
+}
+
+// unknownKey extracts the quoted key from a strict decoding error.
+func unknownKey(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "unknown field "); i >= 0 {
+		return msg[i+len("unknown field "):]
+	}
+	return msg
 }
 
 // validate checks what would otherwise fail late, in the middle of a fetch.

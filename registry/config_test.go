@@ -69,6 +69,28 @@ unknown_key_k3s_may_add: 1
 	if user != "user" || pass != "pass" || err != nil {
 		t.Errorf("decoded auth = %q %q %v, want user pass", user, pass, err)
 	}
+	if want := `"unknown_key_k3s_may_add"`; cfg.Ignored != want {
+		t.Errorf("Ignored = %q, want %q", cfg.Ignored, want)
+	}
+}
+
+func TestLoadRegistriesConfigNamesAMisspelledKey(t *testing.T) {
+	path := writeFile(t, "registries.yaml",
+		"mirorrs:\n  docker.io:\n    endpoint: [\"http://127.0.0.1:5000\"]\n")
+	cfg, err := LoadRegistriesConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Mirrors) != 0 || cfg.Ignored != `"mirorrs"` {
+		t.Errorf("mirrors = %v, Ignored = %q; want none and \"mirorrs\"", cfg.Mirrors,
+			cfg.Ignored)
+	}
+
+	clean := writeFile(t, "clean.yaml", "mirrors:\n  docker.io:\n    endpoint: [\"x:5000\"]\n")
+	cfg, err = LoadRegistriesConfig(clean)
+	if err != nil || cfg.Ignored != "" {
+		t.Errorf("clean file: Ignored = %q, err %v; want none", cfg.Ignored, err)
+	}
 }
 
 func TestLoadRegistriesConfigErrors(t *testing.T) {

@@ -89,6 +89,10 @@ func (c *fetchCmd) newClient(e *env) (*registry.Client, error) {
 		if err != nil {
 			return nil, err
 		}
+		if cfg.Ignored != "" {
+			e.log.Warn("registries config has a key dls does not know; it is ignored, as k3s "+
+				"ignores it: check its spelling", "file", c.Registries, "key", cfg.Ignored)
+		}
 	}
 
 	return registry.NewClient(registry.Options{
@@ -138,9 +142,9 @@ func (c *fetchCmd) fetch(ctx context.Context, e *env, client *registry.Client,
 		return transferErr
 	}
 	if len(plan.Failed) > 0 {
-		return fmt.Errorf("%w: %d of %d images failed (see above); run the same command "+
-			"again to retry them, nothing fetched is lost", errIncomplete, len(plan.Failed),
-			stats.Images)
+		return fmt.Errorf("%w: %d of %d images failed (see above); fix what an error names "+
+			"(a name, a platform, a login), or run the same command again after a network "+
+			"fault; nothing fetched is lost", errIncomplete, len(plan.Failed), stats.Images)
 	}
 	return nil
 }
