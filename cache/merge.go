@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -26,6 +27,9 @@ type MergeConflict struct {
 type MergeReport struct {
 	// Images are the image records added.
 	Images []string `json:"images,omitempty"`
+	// Widened are images both caches hold at one target, fetched for different platforms:
+	// this cache's record now has the platforms of both.
+	Widened []string `json:"widened,omitempty"`
 	// Conflicts are the source's images left out because this cache names them differently.
 	Conflicts []MergeConflict `json:"conflicts,omitempty"`
 	// Copied are the blobs copied, verified, and Bytes their total size.
@@ -170,15 +174,34 @@ func (c *Cache) mergeImages(src *Cache, report *MergeReport) error {
 		}
 
 		conflict, ok := compareImages(ours, img)
-		if !ok {
-			c.log.Warn("keeping this cache's record of a conflicting image",
-				"image", img.Name, "problem", conflict.Problem)
-			report.Conflicts = append(report.Conflicts, conflict)
+		if ok {
+			continue
 		}
+
+		if wide, ok := widenImage(ours, img); ok {
+			if len(wide.Manifests) != len(ours.Manifests) {
+				add = append(add, wide)
+				report.Widened = append(report.Widened, img.Name)
+			}
+			continue
+		}
+
+		c.log.Warn("keeping this cache's record of a conflicting image",
+			"image", img.Name, "problem", conflict.Problem)
+		report.Conflicts = append(report.Conflicts, conflict)
 	}
 
 	if len(add) == 0 {
 		return nil
+	}
+
+	// A source may hold an image its fetch has not finished (it was copied mid-fetch, or
+	// the fetch failed): the record comes along, and so does the warning.
+	for _, img := range add {
+		if missing := c.Missing(img); len(missing) > 0 {
+			c.log.Warn("merged an incomplete image; fetch it to complete it before assembling",
+				"image", img.Name, "missing_blobs", len(missing), "blobs", len(img.Blobs))
+		}
 	}
 
 	return c.putImages(add)
@@ -203,6 +226,47 @@ func compareImages(ours, theirs Image) (MergeConflict, bool) {
 	}
 
 	return conflict, true
+}
+
+// widenImage joins two records of one name at one index, fetched for different platforms
+// (shards of one list fetched per platform, or the same list fetched twice), into one with
+// the platform manifests and blobs of both, as fetching the second platform into the first
+// cache would have. The manifests then follow the index's order, so the result does not
+// depend on which cache is merged into which; when theirs adds no platform, ours is
+// returned unchanged. Records of different targets, or of a single manifest, are not joined.
+func widenImage(ours, theirs Image) (Image, bool) {
+	if ours.Target.Digest != theirs.Target.Digest || len(ours.Children) == 0 ||
+		!slices.EqualFunc(ours.Children, theirs.Children, sameDigest) {
+		return Image{}, false
+	}
+
+	adds := slices.ContainsFunc(theirs.Manifests, func(d ocispec.Descriptor) bool {
+		return !slices.ContainsFunc(ours.Manifests, func(o ocispec.Descriptor) bool {
+			return sameDigest(d, o)
+		})
+	})
+	if !adds {
+		return ours, true // theirs is a part of ours: nothing to change
+	}
+
+	wide := ours
+	wide.Manifests = nil
+	for _, child := range ours.Children {
+		if slices.ContainsFunc(ours.Manifests, func(d ocispec.Descriptor) bool {
+			return sameDigest(d, child)
+		}) || slices.ContainsFunc(theirs.Manifests, func(d ocispec.Descriptor) bool {
+			return sameDigest(d, child)
+		}) {
+			wide.Manifests = append(wide.Manifests, child)
+		}
+	}
+	wide.Blobs = append(slices.Clone(ours.Blobs), theirs.Blobs...)
+
+	return wide, true
+}
+
+func sameDigest(a, b ocispec.Descriptor) bool {
+	return a.Digest == b.Digest
 }
 
 // joinDigests lists digests for a message.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -191,4 +192,85 @@ func mustImages(t testing.TB, c *Cache) []Image {
 	}
 
 	return images
+}
+
+// Two caches holding one index fetched for different platforms merge into one record with
+// both platforms, in the index's order, whichever cache is merged into which.
+func TestMergeWidensPlatformsOfOneIndex(t *testing.T) {
+	rng := newRand(t)
+	// index, amd64 manifest, arm64 manifest, amd64 layer, arm64 layer
+	descs, datas := putBlobs(t, openCache(t, t.TempDir()), rng, 300, 200, 210, 1000, 1100)
+	index, amd64, arm64, layerA, layerB := descs[0], descs[1], descs[2], descs[3], descs[4]
+	index.MediaType = ocispec.MediaTypeImageIndex
+	amd64.MediaType, arm64.MediaType = ocispec.MediaTypeImageManifest,
+		ocispec.MediaTypeImageManifest
+	amd64.Platform = &ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	arm64.Platform = &ocispec.Platform{OS: "linux", Architecture: "arm64"}
+	const name = "example.com/multi:1"
+	record := func(m, layer ocispec.Descriptor) Image {
+		return Image{Name: name, Target: index, Manifests: []ocispec.Descriptor{m},
+			Children: []ocispec.Descriptor{amd64, arm64},
+			Blobs:    []ocispec.Descriptor{index, amd64, arm64, layer}}
+	}
+	shard := func(img Image) string {
+		dir := t.TempDir()
+		c := openCache(t, dir)
+		for i, d := range descs {
+			if slices.ContainsFunc(img.Blobs, func(b ocispec.Descriptor) bool {
+				return b.Digest == d.Digest
+			}) {
+				if err := c.PutBlob(ocispec.Descriptor{Digest: d.Digest, Size: d.Size}, datas[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := c.PutImage(img); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+
+	var merged []Image
+	for _, order := range [][2]Image{
+		{record(amd64, layerA), record(arm64, layerB)},
+		{record(arm64, layerB), record(amd64, layerA)},
+	} {
+		dst := openCache(t, shard(order[0]))
+		report, err := dst.Merge(context.Background(), shard(order[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(report.Widened, []string{name}) || len(report.Conflicts) != 0 {
+			t.Errorf("report: widened %v, conflicts %v; want %s widened, no conflict",
+				report.Widened, report.Conflicts, name)
+		}
+
+		img, err := dst.Image(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if missing := dst.Missing(img); len(missing) != 0 {
+			t.Errorf("widened image lacks %v", missing)
+		}
+		merged = append(merged, img)
+	}
+
+	want := []digest.Digest{amd64.Digest, arm64.Digest}
+	for i, img := range merged {
+		got := []digest.Digest{}
+		for _, m := range img.Manifests {
+			got = append(got, m.Digest)
+		}
+		if !slices.Equal(got, want) || len(img.Blobs) != 5 {
+			t.Errorf("order %d: manifests %v, %d blobs; want %v (index order), 5", i, got,
+				len(img.Blobs), want)
+		}
+	}
+	if !reflect.DeepEqual(merged[0], merged[1]) {
+		t.Errorf("the two merge orders recorded different images:\n%+v\n%+v", merged[0],
+			merged[1])
+	}
 }

@@ -101,8 +101,8 @@ func checkNotSelf(dst, src string) error {
 	return nil
 }
 
-// printMerge writes, per source, a summary line, then its added images, conflicts and
-// corrupt blobs. Why a source failed goes to standard error with the returned error.
+// printMerge writes, per source, a summary line, then its added and widened images,
+// conflicts and corrupt blobs. Why a source failed goes to standard error with the returned error.
 func printMerge(out io.Writer, results []mergeResult) error {
 	w := bufio.NewWriter(out)
 	for _, r := range results {
@@ -112,7 +112,15 @@ func printMerge(out io.Writer, results []mergeResult) error {
 		for _, name := range r.Images {
 			fmt.Fprintf(w, "  image     %s\n", name)
 		}
+		for _, name := range r.Widened {
+			fmt.Fprintf(w, "  widened   %s: now has the platforms of both caches\n", name)
+		}
 		for _, cf := range r.Conflicts {
+			if cf.Ours == cf.Theirs {
+				fmt.Fprintf(w, "  conflict  %s at %s: %s; kept this cache's record\n",
+					cf.Name, cf.Ours, cf.Problem)
+				continue
+			}
 			fmt.Fprintf(w, "  conflict  %s: %s; kept %s, left out %s\n", cf.Name, cf.Problem,
 				cf.Ours, cf.Theirs)
 		}
