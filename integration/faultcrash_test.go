@@ -70,12 +70,17 @@ func TestCrashKilledFetchesResume(t *testing.T) {
 	want := assembleDigest(t, work, reference, list)
 
 	rig.Proxy.SetOptions(faultproxy.Options{Rate: crashRate})
+	var resumed int64 // over the seeds' last runs: kills must land mid-blob
 	for _, seed := range crashSeeds {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			cache := filepath.Join(t.TempDir(), "cache")
 			before := rig.Proxy.Served()
 			runs, last := fetchUntilDone(t, work, seed, fetchArgs(cache))
 			served := rig.Proxy.Served() - before
+			resumed += last.BytesResumed
+			if runs < 2 {
+				t.Errorf("the first run finished before its kill; the test killed nothing")
+			}
 
 			checkCachedBlobs(t, cache, blobs)
 			// The last run reuses what the killed ones committed, continues their partial
@@ -99,6 +104,9 @@ func TestCrashKilledFetchesResume(t *testing.T) {
 					manifests+crashRunAllowance)
 			}
 		})
+	}
+	if resumed == 0 {
+		t.Errorf("no seed's last run resumed a partial blob: no kill landed mid-blob")
 	}
 }
 
