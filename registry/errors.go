@@ -14,13 +14,15 @@ import (
 var (
 	// ErrNotFound: the registry answered 404 (MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN).
 	ErrNotFound = errors.New("not found")
-	// ErrUnauthorized: 401 or 403 even after authenticating with what we have.
+	// ErrUnauthorized: 401 or 403 even after authenticating with what we have, or a TLS
+	// client certificate the registry demands and we did not send.
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrRateLimited: 429 past the retry budget, or a Retry-After longer than allowed.
 	ErrRateLimited = errors.New("rate limited")
 	// ErrUnsupported: content dls cannot handle, such as Docker schema 1 manifests.
 	ErrUnsupported = errors.New("unsupported")
-	// ErrUnreachable: no HTTP answer at all (refused, reset, DNS, TLS), after retries.
+	// ErrUnreachable: no HTTP answer at all (refused, reset, DNS, TLS handshake), after
+	// retries; certificate errors are not of this kind, as retries cannot fix them.
 	ErrUnreachable = errors.New("registry cannot be reached")
 )
 

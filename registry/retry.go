@@ -49,6 +49,7 @@ var retryableStatus = map[int]bool{
 // ErrUnreachable; a Retry-After longer than RetryWaitMax wraps ErrRateLimited.
 func (c *Client) do(ctx context.Context, method, rawURL string, header http.Header,
 	body io.Reader, st *retryStats) (*http.Response, error) {
+	ctx = withCertProbe(ctx)
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, rawURL, body)
 	if err != nil {
 		return nil, fmt.Errorf("build request %s %s: %w", method, redact(rawURL), err)
@@ -120,14 +121,17 @@ func (c *Client) retrier(ctx context.Context, rawURL string,
 	}
 }
 
-// checkRetry decides whether to repeat a request: transport errors (except certificate
-// and protocol errors) and the statuses of retryableStatus, unless the server asks for
-// a longer wait than we accept.
+// checkRetry decides whether to repeat a request: transport errors (except certificate,
+// missing client certificate and protocol errors) and the statuses of retryableStatus,
+// unless the server asks for a longer wait than we accept.
 func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
 	if err != nil {
+		if isClientCertMissing(ctx, err) {
+			return false, nil
+		}
 		retry, _ := retryablehttp.ErrorPropagatedRetryPolicy(ctx, nil, err)
 		return retry, nil
 	}
@@ -146,8 +150,10 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 
 // giveUp is called when retries end without a usable answer: a final retryable status is
 // handed to the caller (who knows what it means for its request), an error is returned.
-// The caller's cancellation is returned as is; a transport failure, timeouts included,
-// is a transportError (ErrUnreachable), so the endpoint gets marked down.
+// The caller's cancellation is returned as is; certificate errors, the server's own and
+// a client certificate it wants and did not get, carry a registries.yaml hint and are
+// not ErrUnreachable, as the registry is there; any other transport failure, timeouts
+// included, is a transportError (ErrUnreachable), so the endpoint gets marked down.
 func giveUp(ctx context.Context, resp *http.Response, err error,
 	attempts int) (*http.Response, error) {
 	if err == nil {
@@ -161,13 +167,11 @@ func giveUp(ctx context.Context, resp *http.Response, err error,
 		return nil, err
 	}
 	if isCertError(err) {
-		host := "<host>"
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			host = hostOf(uerr.URL)
-		}
 		return nil, fmt.Errorf("verify TLS certificate: %s (to trust a private CA, set "+
-			"configs.%s.tls.ca_file in registries.yaml)", transportCause(err), host)
+			"configs.%s.tls.ca_file in registries.yaml)", transportCause(err), errHost(err))
+	}
+	if isClientCertMissing(ctx, err) {
+		return nil, clientCertError(err)
 	}
 	return nil, &transportError{attempts: attempts, cause: err, timeout: isTimeout(err)}
 }

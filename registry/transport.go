@@ -128,7 +128,9 @@ func (ht *hostTransports) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // newTransport is a pooled transport honouring HTTPS_PROXY and NO_PROXY. A response whose
-// headers take longer than idle is abandoned, like a stalled body.
+// headers take longer than idle is abandoned, like a stalled body. It picks client
+// certificates from tc (nil: none) through withClientCertProbe, so a server that demands
+// one is told apart from one that cannot be reached.
 func newTransport(tc *tls.Config, idle time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy: envProxy(),
@@ -137,7 +139,7 @@ func newTransport(tc *tls.Config, idle time.Duration) *http.Transport {
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
 		ForceAttemptHTTP2:     true,
-		TLSClientConfig:       tc,
+		TLSClientConfig:       withClientCertProbe(tc),
 		TLSHandshakeTimeout:   tlsHandshakeTimeout,
 		ResponseHeaderTimeout: idle,
 		IdleConnTimeout:       idleConnTimeout,

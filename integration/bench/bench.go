@@ -25,6 +25,7 @@ type bench struct {
 	buildTime time.Duration
 	rows      []row
 	facts     []fact
+	fig       figures
 }
 
 // row is one tool's run in one scenario.
@@ -36,6 +37,8 @@ type row struct {
 	served, moved int64
 	requests      string
 	maxRSS        int64
+	// failed counts the images dls fetch reported failed.
+	failed int
 	// extra is a short note: retries, resets, outcome details.
 	extra string
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -19,7 +20,8 @@ const childTimeout = 30 * time.Minute
 // childResult is one finished command.
 type childResult struct {
 	elapsed time.Duration
-	// maxRSS is the child's peak resident set in bytes (getrusage ru_maxrss).
+	// maxRSS is the child's peak resident set in bytes as GNU time reports it; 0 when
+	// unknown (no GNU time, or it wrote no figure).
 	maxRSS int64
 	stdout []byte
 	err    error
@@ -30,13 +32,24 @@ func (r childResult) ok() bool { return r.err == nil }
 
 // timeCmd is GNU time, which reports its child's peak RSS. The bench's own rusage of a
 // child cannot: Go starts children with vfork, and Linux then counts the parent's peak
-// RSS (the bench holds a registry and a corpus) as the child's.
+// RSS (the bench holds a registry and a corpus) as the child's. So without GNU time the
+// bench reports no RSS at all rather than that figure.
 const timeCmd = "/usr/bin/time"
 
+// noRSS says why peak RSS figures are missing, for the report and the targets.
+const noRSS = "not measured: needs GNU time at " + timeCmd
+
+// haveGNUTime reports, once per run, whether timeCmd is GNU time (BusyBox's time has
+// neither --version nor -o).
+var haveGNUTime = sync.OnceValue(func() bool {
+	out, err := exec.Command(timeCmd, "--version").CombinedOutput()
+	return err == nil && strings.Contains(string(out), "GNU")
+})
+
 // runChild runs name with args, appending its stderr (and a header naming the command) to
-// logPath, and measures wall time and peak RSS (through GNU time when it is installed,
-// else from rusage, which then reads at least the bench's own RSS). It flushes dirty pages
-// first, so that the writeback of what ran before does not slow this command down.
+// logPath, and measures wall time and, through GNU time when it is installed, peak RSS.
+// It flushes dirty pages first, so that the writeback of what ran before does not slow
+// this command down.
 func runChild(ctx context.Context, logPath, name string, args ...string) childResult {
 	syscall.Sync()
 	ctx, cancel := context.WithTimeout(ctx, childTimeout)
@@ -51,7 +64,7 @@ func runChild(ctx context.Context, logPath, name string, args ...string) childRe
 
 	what := name + " " + firstArg(args)
 	rssFile := ""
-	if _, err := os.Stat(timeCmd); err == nil {
+	if haveGNUTime() {
 		rssFile = logPath + ".rss"
 		args = append([]string{"-f", "%M", "-o", rssFile, name}, args...)
 		name = timeCmd
@@ -68,7 +81,7 @@ func runChild(ctx context.Context, logPath, name string, args ...string) childRe
 	if err != nil {
 		res.err = fmt.Errorf("%s: %w (see %s): %s", what, err, logPath, tail.lastLine())
 	}
-	res.maxRSS = peakRSS(cmd.ProcessState, rssFile)
+	res.maxRSS = peakRSS(rssFile)
 	return res
 }
 
@@ -98,29 +111,24 @@ func (t *tailBuffer) lastLine() string {
 	return lines[len(lines)-1]
 }
 
-// peakRSS reads the peak RSS in bytes that GNU time wrote to rssFile, or else the rusage
-// of the finished process; 0 when neither is known.
-func peakRSS(ps *os.ProcessState, rssFile string) int64 {
-	if rssFile != "" {
-		data, err := os.ReadFile(rssFile)
-		if err != nil {
-			return 0
-		}
-		lines := strings.Fields(string(data))
-		if len(lines) == 0 {
-			return 0
-		}
-		kb, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
-		if err != nil {
-			return 0
-		}
-		return kb << 10
-	}
-	if ps == nil {
+// peakRSS reads the peak RSS in bytes that GNU time wrote to rssFile (after any "Command
+// exited with non-zero status" line); 0 when there is no such figure.
+func peakRSS(rssFile string) int64 {
+	if rssFile == "" {
 		return 0
 	}
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss << 10 // Linux reports kilobytes
+	data, err := os.ReadFile(rssFile)
+	if err != nil {
+		return 0
 	}
-	return 0
+
+	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return 0
+	}
+	kb, err := strconv.ParseInt(fields[len(fields)-1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return kb << 10
 }

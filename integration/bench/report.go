@@ -36,8 +36,16 @@ func (b *bench) writeReport(w io.Writer, total time.Duration) {
 		"lossy proxy: RST after %s on each connection\n", b.cfg.latencyMin, b.cfg.latencyMax,
 		human(b.cfg.rate), human(b.cfg.resetEvery))
 	fmt.Fprintf(w, "- floor: every needed blob GET once (top-level documents by tag), %d at "+
-		"a time, bodies discarded; MB/s columns are unique bytes ÷ time\n\n",
+		"a time, bodies discarded; MB/s columns are unique bytes ÷ time\n",
 		b.cfg.concurrency)
+	rss := "peak RSS: GNU time's maximum resident set size of each command"
+	if !haveGNUTime() {
+		rss = "peak RSS: " + noRSS + " (a child's rusage would count the bench's own RSS)"
+	}
+	fmt.Fprintf(w, "- %s\n\n", rss)
+
+	b.writeTargets(w)
+	fmt.Fprintf(w, "## Measurements\n\n")
 
 	fmt.Fprintf(w, "| scenario | tool | time | unique MB/s | ÷ floor | registry sent "+
 		"| proxy delivered | requests at the registry | peak RSS | notes |\n")

@@ -13,6 +13,16 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
+
+# Peak RSS comes from GNU time: a child's own rusage would report the bench's RSS (Go
+# starts children with vfork), so without GNU time the bench has no RSS figures at all.
+time_version=$(/usr/bin/time --version 2>&1 || true)
+if [[ $time_version != *GNU* ]]; then
+	echo "run.sh: GNU time is needed at /usr/bin/time to measure peak RSS;" \
+		"install it (Debian/Ubuntu: apt-get install time) and run again" >&2
+	exit 1
+fi
+
 GO=${GO:-go}
 size=${BENCH_SIZE:-500M}
 out=${BENCH_OUT:-/tmp/dls-bench-results}

@@ -114,6 +114,7 @@ func (b *bench) dlsFetchAssemble(ctx context.Context, scenario string, p *proxy,
 	var st fetchStats
 	if err := json.Unmarshal(res.stdout, &st); err == nil {
 		fetch.extra = joinNote(fetch.extra, fmt.Sprintf("%d retries", st.Retries))
+		fetch.failed = st.ImagesFailed
 		if st.ImagesFailed > 0 {
 			fetch.extra = joinNote(fetch.extra, fmt.Sprintf("%d images failed",
 				st.ImagesFailed))
@@ -135,7 +136,8 @@ func (b *bench) dlsFetchAssemble(ctx context.Context, scenario string, p *proxy,
 	b.rows = append(b.rows, asm)
 	b.rows = append(b.rows, row{scenario: scenario, tool: "dls fetch+assemble",
 		elapsed: fetch.elapsed + asm.elapsed, err: firstErr(fetch.err, asm.err),
-		served: fetch.served, moved: fetch.moved, maxRSS: max(fetch.maxRSS, asm.maxRSS)})
+		served: fetch.served, moved: fetch.moved, maxRSS: max(fetch.maxRSS, asm.maxRSS),
+		failed: fetch.failed})
 }
 
 // movedVerdict compares the bytes moved through a proxy with the unique bytes.

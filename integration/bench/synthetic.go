@@ -42,14 +42,20 @@ func (b *bench) syntheticLs(ctx context.Context) error {
 		"%s; PutImage: first %d calls %s each, last %d calls %s each", seconds(total),
 		k, mean(calls[:k]), k, mean(calls[n-k:]))
 
+	b.fig.lsImages = n
 	for _, args := range [][]string{{"ls"}, {"ls", "--json"}} {
 		full := append([]string{"--log-level", "warn", "--cache", dir}, args...)
 		res := runChild(ctx, b.cfg.logPath, b.cfg.dls, full...)
 		if res.err != nil {
 			return res.err
 		}
+		if len(args) == 1 {
+			b.fig.ls = res.elapsed
+		} else {
+			b.fig.lsJSON = res.elapsed
+		}
 		b.addFact(fmt.Sprintf("dls %s on %d images", joinArgs(args), n),
-			"%s, peak RSS %s, %d bytes of output", seconds(res.elapsed), human(res.maxRSS),
+			"%s, peak RSS %s, %d bytes of output", seconds(res.elapsed), rssText(res.maxRSS),
 			len(res.stdout))
 	}
 	return nil
