@@ -85,8 +85,8 @@ func (r Report) OK() bool {
 // (detected from the content), in one streaming pass. It hashes every regular file, checks
 // every blob against its name, follows every reference (index.json to indexes, manifests,
 // configs and layers; manifest.json's Config and Layers paths, and layer counts against
-// diff_ids), checks that index.json and manifest.json name the same images, and lists the
-// images with their platforms and sizes.
+// diff_ids), checks that index.json, manifest.json and repositories name the same images,
+// and lists the images with their platforms and sizes.
 //
 // Problems of the archive are Defects in the Report, not errors: an archive cut short is
 // reported as such, with what could be read. The error is for failing to read path at all,
@@ -120,5 +120,6 @@ func inspectStream(ctx context.Context, r io.Reader) (Report, error) {
 	in.checkLayout()
 	in.checkManifestJSON()
 	in.matchNames()
+	in.checkRepositories()
 	return *in.report, nil
 }

@@ -19,6 +19,10 @@ type dockerItem struct {
 	// config is the digest of the Config file's content; empty when it is absent.
 	config   digest.Digest
 	platform PlatformReport
+	// topLayer is the last Layers path, as manifest.json gives it; empty without layers.
+	topLayer string
+	// topDiffID is the config's last diff_id; empty when the config is unreadable.
+	topDiffID digest.Digest
 }
 
 // checkManifestJSON checks manifest.json and every item in it.
@@ -43,6 +47,7 @@ func (in *inspection) checkManifestJSON() {
 		return
 	}
 
+	in.manifestRead = true
 	if items == nil {
 		in.defect("manifest.json", "is null; docker load refuses it")
 	}
@@ -72,6 +77,14 @@ func (in *inspection) checkItem(where string, item manifestItem) dockerItem {
 	cfg, ok := in.readConfig(where, cfgFile, len(item.Layers))
 	if ok {
 		p.Platform = platformString(&cfg.Platform)
+	}
+
+	if n := len(item.Layers); n > 0 {
+		it.topLayer = item.Layers[n-1]
+	}
+
+	if n := len(cfg.RootFS.DiffIDs); ok && n > 0 {
+		it.topDiffID = cfg.RootFS.DiffIDs[n-1]
 	}
 
 	diffIDOf := map[string]digest.Digest{}

@@ -1,6 +1,12 @@
 package assemble
 
 import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 )
@@ -114,4 +120,130 @@ func isTagOnly(name string) bool {
 	_, tagged := named.(reference.Tagged)
 	_, digested := named.(reference.Digested)
 	return tagged && !digested
+}
+
+// legacyLayerFile is the file name of a layer in docker save's layout before version 25,
+// under a directory named by the layer's v1 ID.
+const legacyLayerFile = "layer.tar"
+
+// checkRepositories checks the legacy repositories file, {"repo": {"tag": "<top layer ID>"}},
+// against manifest.json: every entry must be a tag of a manifest.json item and give that
+// item's top layer, and every tag of an item with layers must have an entry, as docker save
+// and dls write it. Only docker load of an archive without manifest.json (the format of
+// Docker before 1.10) reads the file, so a disagreement misleads that loader and tools that
+// parse the file, not the loaders dls targets; it is still a defect because it shows the
+// archive's names were not written together. The file is not checked when manifest.json
+// is absent or unreadable, which is reported already.
+func (in *inspection) checkRepositories() {
+	f := in.files["repositories"]
+	if f == nil || !in.manifestRead {
+		return
+	}
+
+	var repos map[string]map[string]string
+	err := json.Unmarshal(f.data, &repos)
+	if err != nil || f.data == nil || repos == nil {
+		in.defect("repositories", "is not a JSON object of repository → tag → top layer "+
+			"ID of at most %d bytes; docker load without manifest.json fails on it",
+			maxDocBytes)
+		return
+	}
+
+	listed := in.checkRepositoriesEntries(repos)
+	for _, it := range in.items {
+		if it.topLayer == "" {
+			continue // an image without layers has no entry: there is no top layer to give
+		}
+
+		for _, tag := range it.repoTags {
+			name, err := normaliseName(tag)
+			if err == nil && isTagOnly(name) && !listed[name] {
+				in.defect(it.where, "tags %s but repositories has no entry for it; docker "+
+					"load without manifest.json leaves it untagged", tag)
+			}
+		}
+	}
+}
+
+// checkRepositoriesEntries checks each entry of repos against the manifest.json item that
+// tags it and returns the normalised names of the entries. Repositories and tags are
+// visited sorted so defects come in a stable order.
+func (in *inspection) checkRepositoriesEntries(repos map[string]map[string]string,
+) map[string]bool {
+	itemOfTag := map[string]int{}
+	for k, it := range in.items {
+		for _, tag := range it.repoTags {
+			if name, err := normaliseName(tag); err == nil {
+				itemOfTag[name] = k
+			}
+		}
+	}
+
+	listed := map[string]bool{}
+	for _, repo := range slices.Sorted(maps.Keys(repos)) {
+		for _, tag := range slices.Sorted(maps.Keys(repos[repo])) {
+			where := fmt.Sprintf("repositories[%q][%q]", repo, tag)
+			name, ok := in.repositoriesName(where, repo, tag)
+			if !ok {
+				continue
+			}
+
+			listed[name] = true
+			k, ok := itemOfTag[name]
+			if !ok {
+				in.defect(where, "tags %s, which no manifest.json item tags; docker load "+
+					"without manifest.json would tag content the archive does not name", name)
+				continue
+			}
+
+			in.checkTopLayerID(where, name, in.items[k], repos[repo][tag])
+		}
+	}
+
+	return listed
+}
+
+// repositoriesName is the normalised name:tag of a repositories entry, reporting a key that
+// is not a repository name without tag or digest, or a tag that is not one.
+func (in *inspection) repositoriesName(where, repo, tag string) (string, bool) {
+	named, err := reference.ParseNormalizedNamed(repo)
+	if err != nil || !reference.IsNameOnly(named) {
+		in.defect(where, "%q is not a repository name without tag or digest; docker load "+
+			"without manifest.json rejects the archive", repo)
+		return "", false
+	}
+
+	withTag, err := reference.WithTag(named, tag)
+	if err != nil {
+		in.defect(where, "%q is not a tag (%v); docker load without manifest.json rejects "+
+			"the archive", tag, err)
+		return "", false
+	}
+
+	return withTag.String(), true
+}
+
+// checkTopLayerID reports an entry whose ID is not the top layer of it, the item tagging
+// name. Two spellings name that layer: the hex of its diff_id, which docker save since 25
+// and dls write, and the directory holding its layer.tar, the v1 ID docker save wrote
+// before 25.
+func (in *inspection) checkTopLayerID(where, name string, it dockerItem, id string) {
+	if it.topLayer == "" {
+		in.defect(where, "gives top layer %q for %s, but %s lists no layers", id, name,
+			it.where)
+		return
+	}
+
+	if it.topDiffID != "" && id == it.topDiffID.Encoded() {
+		return
+	}
+
+	dir, file := path.Split(path.Clean(it.topLayer))
+	if file == legacyLayerFile && dir != "" && id == path.Clean(dir) {
+		return
+	}
+
+	in.defect(where, "gives top layer %q for %s, but the top layer of %s is %q, diff_id "+
+		"%s; docker load without manifest.json would tag other content", id, name, it.where,
+		it.topLayer, it.topDiffID)
 }

@@ -113,7 +113,8 @@ func (in *inspection) walkTop(where string, desc ocispec.Descriptor) {
 	img := ImageReport{
 		Name:    desc.Annotations[annotationImageName],
 		RefName: desc.Annotations[annotationRefName],
-		Target:  ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size},
+		Target: ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest,
+			Size: desc.Size},
 	}
 	img.Platforms = in.walk(where, desc, 0)
 	complete := slices.ContainsFunc(img.Platforms, func(p PlatformReport) bool {

@@ -54,6 +54,8 @@ type inspection struct {
 	// platforms it reaches, to check manifest.json tags the same content.
 	configsOf map[int]map[digest.Digest]bool
 	items     []dockerItem
+	// manifestRead says manifest.json decoded, so items are all it lists.
+	manifestRead bool
 }
 
 func newInspection() *inspection {

@@ -35,7 +35,8 @@ func TestInspectFindsNoDefectInDLSArchives(t *testing.T) {
 					t.Fatal(err)
 				}
 
-				if !r.OK() || r.Path != path || r.Bytes != res.Bytes || len(r.Images) != want.Images {
+				if !r.OK() || r.Path != path || r.Bytes != res.Bytes ||
+					len(r.Images) != want.Images {
 					t.Errorf("report %+v\nwant no defect, %d bytes, %d images", r, res.Bytes,
 						want.Images)
 				}
@@ -249,7 +250,8 @@ func TestInspectReportsDefects(t *testing.T) {
 				"normalised reference; ctr import drops it",
 			"index.json manifests[0]: has a platform; a host-only importer",
 		}},
-		{"digest in RepoTags and a layer count mismatch", func(name string, c []byte) ([]byte, bool) {
+		{"digest in RepoTags and a layer count mismatch", func(name string, c []byte) ([]byte,
+			bool) {
 			if name == "manifest.json" {
 				c = editJSON(t, c, func(items *[]manifestItem) {
 					(*items)[1].RepoTags = []string{"b@" + f.b.desc.Digest.String()}
@@ -265,6 +267,8 @@ func TestInspectReportsDefects(t *testing.T) {
 			"index.json: names docker.io/library/b:1 but no manifest.json item tags it",
 			"manifest.json[1]: tags b@" + f.b.desc.Digest.String() +
 				" but index.json does not name it",
+			`repositories["b"]["1"]: tags docker.io/library/b:1, which no manifest.json ` +
+				"item tags",
 		}},
 		{"manifest.json tags other content", func(name string, c []byte) ([]byte, bool) {
 			if name == "manifest.json" {
@@ -280,6 +284,12 @@ func TestInspectReportsDefects(t *testing.T) {
 				"does not reach",
 			"manifest.json[0]: tags docker.io/library/b:1 with config " +
 				f.a.config.Digest.String(),
+			`repositories["a"]["1"]: gives top layer "` + topHex(f.a) + `" for ` +
+				"docker.io/library/a:1, but the top layer of manifest.json[1] is " +
+				`"` + blobName(f.b.layers[0].Digest) + `", diff_id ` + f.b.diffIDs[0].String(),
+			`repositories["b"]["1"]: gives top layer "` + topHex(f.b) + `" for ` +
+				"docker.io/library/b:1, but the top layer of manifest.json[0] is " +
+				`"` + blobName(f.a.layers[1].Digest) + `", diff_id ` + f.a.diffIDs[1].String(),
 		}},
 		{"no oci-layout", func(name string, c []byte) ([]byte, bool) {
 			return c, name != "oci-layout"
@@ -343,6 +353,88 @@ func TestInspectAcceptsRepoTagForms(t *testing.T) {
 			if !r.OK() || !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("defects %v, RepoTags %v\nwant none, %v", r.Defects, got, tc.want)
 			}
+		})
+	}
+}
+
+// topHex is the repositories file's ID of m's top layer: its diff_id's hex.
+func topHex(m builtManifest) string {
+	return m.diffIDs[len(m.diffIDs)-1].Encoded()
+}
+
+// TestInspectChecksRepositories edits the repositories file of a good archive: each entry
+// must be a manifest.json tag and give that image's top layer, each tag must have an entry.
+func TestInspectChecksRepositories(t *testing.T) {
+	f := newDefectFixture(t)
+	written := map[string]map[string]string{"a": {"1": topHex(f.a)}, "b": {"1": topHex(f.b)},
+		"c": {"1": topHex(f.arch)}}
+	aTop := `the top layer of manifest.json[0] is "` + blobName(f.a.layers[1].Digest) +
+		`", diff_id ` + f.a.diffIDs[1].String()
+	cases := []struct {
+		name string
+		edit func(repos map[string]map[string]string)
+		// raw replaces the file when set.
+		raw  string
+		want []string
+	}{
+		{name: "as dls writes it", edit: func(repos map[string]map[string]string) {
+			if !reflect.DeepEqual(repos, written) {
+				t.Errorf("dls wrote repositories %v, want %v", repos, written)
+			}
+		}},
+		{name: "fully qualified repositories", edit: func(repos map[string]map[string]string) {
+			for _, repo := range []string{"a", "b", "c"} {
+				repos["docker.io/library/"+repo] = repos[repo]
+				delete(repos, repo)
+			}
+		}},
+		{name: "a tag manifest.json lacks", edit: func(repos map[string]map[string]string) {
+			repos["a"]["2"] = topHex(f.a)
+		}, want: []string{`repositories["a"]["2"]: tags docker.io/library/a:2, which no ` +
+			"manifest.json item tags; docker load without manifest.json would tag content"}},
+		{name: "another image's top layer", edit: func(repos map[string]map[string]string) {
+			repos["a"]["1"] = topHex(f.b)
+		}, want: []string{`repositories["a"]["1"]: gives top layer "` + topHex(f.b) +
+			`" for docker.io/library/a:1, but ` + aTop + "; docker load without " +
+			"manifest.json would tag other content"}},
+		{name: "the base layer", edit: func(repos map[string]map[string]string) {
+			repos["a"]["1"] = f.a.diffIDs[0].Encoded()
+		}, want: []string{`repositories["a"]["1"]: gives top layer "` +
+			f.a.diffIDs[0].Encoded() + `" for docker.io/library/a:1, but ` + aTop}},
+		{name: "a tag without entry", edit: func(repos map[string]map[string]string) {
+			delete(repos, "b")
+		}, want: []string{"manifest.json[1]: tags docker.io/library/b:1 but repositories " +
+			"has no entry for it; docker load without manifest.json leaves it untagged"}},
+		{name: "a key with a tag and a bad tag", edit: func(repos map[string]map[string]string) {
+			repos["a:1"] = map[string]string{"1": topHex(f.a)}
+			repos["b"]["-1"] = topHex(f.b)
+		}, want: []string{
+			`repositories["a:1"]["1"]: "a:1" is not a repository name without tag or digest`,
+			`repositories["b"]["-1"]: "-1" is not a tag`,
+		}},
+		{name: "not an object", raw: `[{"a":{"1":"x"}}]`, want: []string{"repositories: is " +
+			"not a JSON object of repository → tag → top layer ID"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			data := rewriteArchive(t, f.data, func(name string, c []byte) ([]byte, bool) {
+				switch {
+				case name != "repositories":
+				case tc.raw != "":
+					c = []byte(tc.raw)
+				default:
+					c = editJSON(t, c, func(repos *map[string]map[string]string) {
+						tc.edit(*repos)
+					})
+				}
+				return c, true
+			})
+			r, err := inspectStream(context.Background(), bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			checkDefects(t, r.Defects, tc.want)
 		})
 	}
 }
@@ -501,7 +593,8 @@ func TestInspectLegacyDockerSave(t *testing.T) {
 		{name: "ccc/layer.tar", link: "../aaa/layer.tar", typeflag: tar.TypeSymlink},
 		{name: cfgName, data: config},
 		{name: "manifest.json", data: []byte(manifest)},
-		{name: "repositories", data: []byte(`{"busybox":{"1.36":"x"}}`)},
+		// Before 25, docker save named the top layer by its v1 ID, its directory.
+		{name: "repositories", data: []byte(`{"busybox":{"1.36":"ccc"}}`)},
 	}
 	data := tarOf(t, entries)
 	r, err := inspectStream(context.Background(), bytes.NewReader(data))
@@ -522,10 +615,12 @@ func TestInspectLegacyDockerSave(t *testing.T) {
 		t.Errorf("report\n%+v\nwant\n%+v", r, want)
 	}
 
-	// A hard link, and the same layer path standing for a second diff_id.
+	// A hard link, the same layer path standing for a second diff_id, and repositories
+	// naming the base layer's directory rather than the top one's.
 	entries[3] = legacyEntry{name: "ccc/layer.tar", link: "aaa/layer.tar",
 		typeflag: tar.TypeLink}
 	entries[5].data = []byte(strings.Replace(manifest, "ccc/layer.tar", "bbb/layer.tar", 1))
+	entries[6].data = []byte(`{"busybox":{"1.36":"aaa"}}`)
 	r, err = inspectStream(context.Background(), bytes.NewReader(tarOf(t, entries)))
 	if err != nil {
 		t.Fatal(err)
@@ -534,5 +629,8 @@ func TestInspectLegacyDockerSave(t *testing.T) {
 	checkDefects(t, r.Defects, []string{
 		"ccc/layer.tar: is a hard link; containerd's importer ignores hard links",
 		`manifest.json[0]: layer "bbb/layer.tar" stands for two diff_ids; podman refuses that`,
+		`repositories["busybox"]["1.36"]: gives top layer "aaa" for ` +
+			`docker.io/library/busybox:1.36, but the top layer of manifest.json[0] is ` +
+			`"bbb/layer.tar", diff_id ` + digest.FromBytes(l1).String(),
 	})
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -22,6 +23,7 @@ const (
 	consumerSkopeoDocker = "skopeo inspect docker-archive"
 	consumerSkopeoOCI    = "skopeo inspect oci-archive"
 	consumerDocker       = "docker load"
+	consumerInspect      = "dls inspect"
 )
 
 // matrixEnv holds the consumers every variant shares: one containerd (a namespace per
@@ -85,9 +87,11 @@ var matrixConsumers = []matrixConsumer{
 		checkMatrixCtr(t, env, v, a, false)
 	}},
 	{name: consumerPodman, check: checkMatrixPodman, attempt: attemptMatrixPodman},
-	{name: consumerSkopeoDocker, check: checkMatrixSkopeoDocker, attempt: attemptMatrixSkopeoDocker},
+	{name: consumerSkopeoDocker, check: checkMatrixSkopeoDocker,
+		attempt: attemptMatrixSkopeoDocker},
 	{name: consumerSkopeoOCI, check: checkMatrixSkopeoOCI, attempt: attemptMatrixSkopeoOCI},
 	{name: consumerDocker, check: checkMatrixDockerLoad, attempt: attemptMatrixDockerLoad},
+	{name: consumerInspect, check: checkMatrixInspect},
 }
 
 // checkMatrixCtr imports every part into one namespace of the shared containerd, from the
@@ -278,4 +282,100 @@ func matrixCheckDockerID(t *testing.T, name string, want digest.Digest) {
 	if got := digest.Digest(strings.TrimSpace(out)); got != want {
 		t.Errorf("docker image %s has ID %s, want the config digest %s", name, got, want)
 	}
+}
+
+// checkMatrixInspect runs dls inspect --json on every part as written, compressed or not:
+// it must exit 0 with no defect, count the part's bytes and files, and list exactly the
+// part's images, each with its name, top-level descriptor and RepoTags, and every platform
+// manifest its index lists (attestations included) with its config, layers, size and
+// whether the archive holds all of them.
+func checkMatrixInspect(t *testing.T, env *matrixEnv, v matrixVariant, a matrixArchive) {
+	selected := v.selected(env.host)
+	for _, p := range a.parts {
+		r, res := runInspect(t, p.File)
+		if res.Code != 0 || len(r.Defects) != 0 {
+			t.Errorf("dls inspect %s: exit %d, defects %v; want 0 and none", p.File,
+				res.Code, r.Defects)
+		}
+		checkInspectTotals(t, r, p.File, p.Tar, p.Entries)
+
+		got := map[string]inspectImage{}
+		for _, img := range r.Images {
+			slices.Sort(img.RepoTags)
+			got[img.Name] = img
+		}
+		want := matrixInspectImages(p, selected)
+		if len(r.Images) != len(want) {
+			t.Errorf("dls inspect %s lists %d images, want %d", p.File, len(r.Images),
+				len(want))
+		}
+		for name, w := range want {
+			if g, ok := got[name]; !ok || !reflect.DeepEqual(g, w) {
+				t.Errorf("dls inspect %s: image %s = %+v (listed %v)\nwant %+v", p.File,
+					name, g, ok, w)
+			}
+		}
+	}
+}
+
+// matrixInspectImages is what dls inspect must list for p's images, by name, with
+// platforms selected: the top-level digest and the tags of its manifest.json item (sorted;
+// none for a digest-only reference), which lists every tag of the same top-level digest.
+func matrixInspectImages(p matrixPart, selected []string) map[string]inspectImage {
+	tags := map[digest.Digest][]string{}
+	for _, img := range p.Images {
+		if img.Familiar != "" {
+			tags[img.Top.Digest()] = append(tags[img.Top.Digest()], img.Name)
+		}
+	}
+
+	want := map[string]inspectImage{}
+	for _, img := range p.Images {
+		top := img.Top.Descriptor
+		repoTags := slices.Sorted(slices.Values(tags[top.Digest]))
+		want[img.Name] = inspectImage{Name: img.Name, RefName: img.RefName,
+			Target: ocispec.Descriptor{MediaType: top.MediaType, Digest: top.Digest,
+				Size: top.Size},
+			RepoTags:  repoTags,
+			Platforms: matrixInspectPlatforms(img, selected),
+		}
+	}
+	return want
+}
+
+// matrixInspectPlatforms is what dls inspect must report of img's platform manifests, in
+// index order: the images (complete when selected), then the attestations, whose config
+// and statement only --keep-attestations puts in the archive. A single manifest is its only
+// platform, named from its config.
+func matrixInspectPlatforms(img matrixImage, selected []string) []inspectPlatform {
+	if img.Index == nil {
+		m := img.Main
+		return []inspectPlatform{matrixInspectPlatform(m.PlatformString(), m.Manifest,
+			m.Config, m.Layers, true)}
+	}
+
+	var want []inspectPlatform
+	for _, m := range img.Index.Images {
+		complete := slices.Contains(selected, m.PlatformString())
+		want = append(want, matrixInspectPlatform(m.PlatformString(), m.Manifest, m.Config,
+			m.Layers, complete))
+	}
+	for _, att := range img.Index.Attestations {
+		platform := testimage.FormatPlatform(*att.Manifest.Descriptor.Platform)
+		want = append(want, matrixInspectPlatform(platform, att.Manifest, att.Config,
+			[]testimage.Blob{att.Statement}, false))
+	}
+	return want
+}
+
+// matrixInspectPlatform describes one platform manifest as dls inspect reports it.
+func matrixInspectPlatform(platform string, manifest, config testimage.Blob,
+	layers []testimage.Blob, complete bool) inspectPlatform {
+	p := inspectPlatform{Platform: platform, Manifest: manifest.Digest(),
+		Config: config.Digest(), Layers: len(layers), Size: config.Descriptor.Size,
+		Complete: complete}
+	for _, l := range layers {
+		p.Size += l.Descriptor.Size
+	}
+	return p
 }
