@@ -75,19 +75,26 @@ func TestMergeShardsAssembleLikeOneCache(t *testing.T) {
 		}
 	})
 
-	t.Run("a cache of other platforms conflicts and is named", func(t *testing.T) {
+	t.Run("a cache of another platform widens the image", func(t *testing.T) {
 		other := filepath.Join(work, "arm64")
 		mustDLS(t, work, "fetch", "--cache", other, "--registries", fx.Registries,
 			"--platform", "linux/arm64", "--image", smallList[0])
 		got, res := mergeCaches(t, work, merged, other)
-		index := fx.Images[0].Index.Index.Digest()
-		want := []cache.MergeConflict{{Name: smallList[0], Ours: index, Theirs: index,
-			Problem: "same target, different platform manifests or blobs"}}
-		if res.Code != 1 || len(got) != 1 || !strings.Contains(res.Stderr, other) {
-			t.Fatalf("dls merge of a conflicting cache: exit %d, want 1 naming %s", res.Code,
-				other)
+		if res.Code != 0 || len(got) != 1 || !slices.Equal(got[0].Widened, smallList[:1]) ||
+			len(got[0].Conflicts) != 0 {
+			t.Fatalf("dls merge of an arm64 cache: exit %d, %+v; want 0, %s widened",
+				res.Code, got, smallList[0])
 		}
-		checkReport(t, "conflicts", got[0].Conflicts, want)
+
+		ls := decodeLs(t, runDLS(t, work, "ls", "--cache", merged, "--json"))
+		i := slices.IndexFunc(ls.Images, func(img lsImage) bool {
+			return img.Name == smallList[0]
+		})
+		want := []string{"linux/amd64", "linux/arm64"} // the index's order
+		if i < 0 || !slices.Equal(ls.Images[i].Platforms, want) || !ls.Images[i].Complete {
+			t.Errorf("dls ls after the merge: %+v, want %s complete with %v", ls.Images,
+				smallList[0], want)
+		}
 		mustVerify(t, work, merged)
 	})
 
