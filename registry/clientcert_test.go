@@ -6,16 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
-	"log"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -40,75 +35,20 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	return conn, err
 }
 
-// mtlsFront serves a registry over HTTPS with a client-auth policy, a highest TLS version
-// and HTTP/2 or not, counting connections and recording what each request that got
-// past the handshake negotiated.
-type mtlsFront struct {
-	host  string // 127.0.0.1:PORT
-	conns *countingListener
-
-	mu     sync.Mutex
-	served []string // "HTTP/2.0 TLS 1.3 <client CN or ->", one per request
-}
-
 // startMTLSFront serves reg with a server certificate from pki, asking for client
-// certificates signed by pki as auth says, until the test ends.
+// certificates signed by pki as auth says, up to TLS maxVersion, until the test ends.
 func startMTLSFront(t testing.TB, reg *registrytest.Registry, pki *testPKI,
-	auth tls.ClientAuthType, maxVersion uint16, h2 bool) *mtlsFront {
+	auth tls.ClientAuthType, maxVersion uint16, h2 bool) *tlsFront {
 	t.Helper()
 
-	target, err := url.Parse(reg.URL)
-	if err != nil {
-		t.Fatalf("parse %s: %v", reg.URL, err)
-	}
-
-	f := &mtlsFront{}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(
-		func(w http.ResponseWriter, r *http.Request) {
-			cn := "-"
-			if len(r.TLS.PeerCertificates) > 0 {
-				cn = r.TLS.PeerCertificates[0].Subject.CommonName
-			}
-			f.mu.Lock()
-			f.served = append(f.served, r.Proto+" "+tls.VersionName(r.TLS.Version)+" "+cn)
-			f.mu.Unlock()
-			proxy.ServeHTTP(w, r)
-		}))
-	f.conns = &countingListener{Listener: srv.Listener}
-	srv.Listener = f.conns
-	// The refused handshakes are the point of these tests; log them with the test.
-	srv.Config.ErrorLog = log.New(t.Output(), "mtls front: ", 0)
-	srv.EnableHTTP2 = h2
-	srv.TLS = &tls.Config{
+	return serveTLSFront(t, reg, &tls.Config{
 		Certificates: []tls.Certificate{
 			pki.issue(t, "127.0.0.1", x509.ExtKeyUsageServerAuth, "127.0.0.1"),
 		},
 		ClientAuth: auth,
 		ClientCAs:  pki.pool(),
 		MaxVersion: maxVersion,
-	}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-
-	f.host = strings.TrimPrefix(srv.URL, "https://")
-	return f
-}
-
-// servedSince returns what the requests after the first n negotiated.
-func (f *mtlsFront) servedSince(n int) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-
-	return slices.Clone(f.served[n:])
-}
-
-// servedCount is how many requests got past the handshake so far.
-func (f *mtlsFront) servedCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-
-	return len(f.served)
+	}, h2)
 }
 
 // TestClientCertificateRequired runs a registry behind a TLS server that demands a client

@@ -12,9 +12,6 @@ import (
 	"errors"
 	"math/big"
 	"net"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -71,16 +68,8 @@ func newTestCA(t testing.TB) (*tls.Config, string) {
 func startTLSFront(t testing.TB, reg *registrytest.Registry) (string, string) {
 	t.Helper()
 
-	target, err := url.Parse(reg.URL)
-	if err != nil {
-		t.Fatalf("parse %s: %v", reg.URL, err)
-	}
 	cfg, caFile := newTestCA(t)
-	srv := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(target))
-	srv.TLS = cfg
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv.URL, caFile
+	return serveTLSFront(t, reg, cfg, false).url, caFile
 }
 
 func TestTLSMirrorWithCAFile(t *testing.T) {

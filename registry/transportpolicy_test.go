@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -129,18 +131,35 @@ func writeKeyPair(t testing.TB, cert tls.Certificate) (certFile, keyFile string)
 		string(keyPEM))
 }
 
-// tlsFront serves a registry over HTTPS with a TLS config of the test's choosing and
-// records the common name of every client certificate presented ("" for none).
+// tlsFront serves a registry over HTTPS with a TLS config of the test's choosing, counting
+// connections and recording, for every request that got past the handshake, what it
+// negotiated and the client certificate it presented.
 type tlsFront struct {
-	url  string // https://127.0.0.1:PORT
-	host string // 127.0.0.1:PORT
+	url   string // https://127.0.0.1:PORT
+	host  string // 127.0.0.1:PORT
+	conns *countingListener
 
-	mu      sync.Mutex
-	clients []string
+	mu     sync.Mutex
+	served []servedRequest
 }
 
-// startTLSFrontWith serves reg over HTTPS with cfg until the test ends.
+// servedRequest is what one request negotiated with a tlsFront.
+type servedRequest struct {
+	proto, version string
+	client         string // the client certificate's common name; "" for none
+}
+
+// startTLSFrontWith serves reg over HTTPS with cfg, HTTP/1.1 only, until the test ends.
 func startTLSFrontWith(t testing.TB, reg *registrytest.Registry, cfg *tls.Config) *tlsFront {
+	t.Helper()
+
+	return serveTLSFront(t, reg, cfg, false)
+}
+
+// serveTLSFront serves reg over HTTPS with cfg, and HTTP/2 when h2, until the test ends.
+// Refused handshakes are logged with the test.
+func serveTLSFront(t testing.TB, reg *registrytest.Registry, cfg *tls.Config,
+	h2 bool) *tlsFront {
 	t.Helper()
 
 	target, err := url.Parse(reg.URL)
@@ -152,15 +171,19 @@ func startTLSFrontWith(t testing.TB, reg *registrytest.Registry, cfg *tls.Config
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(
 		func(w http.ResponseWriter, r *http.Request) {
-			cn := ""
+			req := servedRequest{proto: r.Proto, version: tls.VersionName(r.TLS.Version)}
 			if len(r.TLS.PeerCertificates) > 0 {
-				cn = r.TLS.PeerCertificates[0].Subject.CommonName
+				req.client = r.TLS.PeerCertificates[0].Subject.CommonName
 			}
 			f.mu.Lock()
-			f.clients = append(f.clients, cn)
+			f.served = append(f.served, req)
 			f.mu.Unlock()
 			proxy.ServeHTTP(w, r)
 		}))
+	f.conns = &countingListener{Listener: srv.Listener}
+	srv.Listener = f.conns
+	srv.Config.ErrorLog = log.New(t.Output(), "tls front: ", 0)
+	srv.EnableHTTP2 = h2
 	srv.TLS = cfg
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -175,7 +198,33 @@ func (f *tlsFront) clientNames() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 
-	return slices.Clone(f.clients)
+	names := make([]string, len(f.served))
+	for i, req := range f.served {
+		names[i] = req.client
+	}
+	return names
+}
+
+// servedSince returns what the requests after the first n negotiated, each as
+// "HTTP/2.0 TLS 1.3 <client CN or ->".
+func (f *tlsFront) servedSince(n int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	var out []string
+	for _, req := range f.served[n:] {
+		client := cmp.Or(req.client, "-")
+		out = append(out, req.proto+" "+req.version+" "+client)
+	}
+	return out
+}
+
+// servedCount is how many requests got past the handshake so far.
+func (f *tlsFront) servedCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	return len(f.served)
 }
 
 // connectProxy is an HTTPS proxy of the test's own: it answers CONNECT only, logs each
