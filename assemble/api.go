@@ -54,10 +54,10 @@ type Source interface {
 	OpenBlob(d digest.Digest) (*os.File, error)
 	// ReadBlob reads blob d into memory, failing when it is larger than limit bytes.
 	ReadBlob(d digest.Digest, limit int64) ([]byte, error)
-	// Unchanged reports whether fi, the Stat of an open file of blob d, is the file whose
-	// bytes were verified when it entered the cache, untouched since; such a blob is copied
-	// without hashing it again. Answering false is always safe.
-	Unchanged(d digest.Digest, fi os.FileInfo) bool
+	// Unchanged reports whether f, an open file of blob d, is the file whose bytes were
+	// verified when it entered the cache, untouched since; such a blob is copied without
+	// hashing it again. Answering false is always safe.
+	Unchanged(d digest.Digest, f *os.File) bool
 }
 
 // Options select what an archive holds.

@@ -77,7 +77,7 @@ func (s *testSource) OpenBlob(d digest.Digest) (*os.File, error) {
 	return f, err
 }
 
-func (s *testSource) Unchanged(d digest.Digest, _ os.FileInfo) bool {
+func (s *testSource) Unchanged(d digest.Digest, _ *os.File) bool {
 	return s.unchanged[d]
 }
 

@@ -154,7 +154,7 @@ func (s *tarStream) copyBlob(ctx context.Context, src Source, desc ocispec.Descr
 		return err
 	}
 
-	trusted := !s.rehash && fi.Size() == desc.Size && src.Unchanged(desc.Digest, fi)
+	trusted := !s.rehash && fi.Size() == desc.Size && src.Unchanged(desc.Digest, f)
 	if trusted {
 		err = s.copyPlain(ctx, f, desc)
 	} else {

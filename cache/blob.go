@@ -43,12 +43,57 @@ func (c *Cache) HasBlob(d digest.Digest) (size int64, ok bool) {
 	return fi.Size(), true
 }
 
-// Has reports whether the blob desc describes is present with desc's size. A file of another
-// size (truncated on the way across, or cut by a full disk) counts as absent, so the next
-// fetch replaces it instead of trusting it; a same-size corruption is left to Verify.
+// Has reports whether the blob desc describes is present with desc's size and, in a
+// writable cache, with the right bytes. A file of another size (truncated on the way across,
+// cut by a full disk) counts as absent, so the next fetch replaces it instead of trusting
+// it. A writable cache also hashes, once, each file it cannot vouch for (see Unchanged: a
+// cache carried from another machine, an older dls's cache, a file touched since): one that
+// verifies is recorded as verified, one that does not counts as absent and is replaced. A
+// read-only cache (ls, status) checks sizes only; assemble hashes what it cannot vouch for.
 func (c *Cache) Has(desc ocispec.Descriptor) bool {
 	size, ok := c.HasBlob(desc.Digest)
-	return ok && size == desc.Size
+	if !ok || size != desc.Size {
+		return false
+	}
+	if c.readOnly {
+		return true
+	}
+
+	err := c.vouch(desc)
+	if err != nil {
+		c.log.Warn("a cached blob fails verification; it will be fetched again",
+			"digest", desc.Digest, "err", err)
+		return false
+	}
+	return true
+}
+
+// vouch checks the file of blob desc unless its stamp says it is the file verified when it
+// entered, and records a stamp for it when its bytes verify.
+func (c *Cache) vouch(desc ocispec.Descriptor) error {
+	f, err := c.OpenBlob(desc.Digest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+
+	if c.Unchanged(desc.Digest, f) {
+		return nil
+	}
+
+	verifier := desc.Digest.Verifier()
+	n, err := io.Copy(verifier, f)
+	if err != nil {
+		return fmt.Errorf("hash blob %s: %w", desc.Digest, err)
+	}
+	if n != desc.Size || !verifier.Verified() {
+		return fmt.Errorf("blob %s: its %d bytes do not hash to its digest: %w", desc.Digest,
+			n, ErrCorrupt)
+	}
+
+	c.log.Debug("verified a cached blob the cache could not vouch for", "digest", desc.Digest)
+	return c.indexBlob(BlobInfo{Digest: desc.Digest, Size: desc.Size},
+		filepath.Dir(c.blobPath(desc.Digest)))
 }
 
 // OpenBlob opens the blob d for reading; the caller closes the file. It fails with

@@ -142,6 +142,7 @@ func (c *Cache) writeGroup(g *commitGroup) error {
 		return err
 	}
 
+	c.noteStamps(stamps, nil)
 	c.log.Debug("indexed committed blobs in one transaction", "blobs", len(g.blobs))
 
 	return nil

@@ -303,6 +303,8 @@ func (c *Cache) repair(report *VerifyReport) error {
 
 // unindexBlobs deletes the index entries of blobs in one transaction.
 func (c *Cache) unindexBlobs(digests []digest.Digest) error {
+	defer c.noteStamps(nil, digests)
+
 	return c.withDB(true, func(tx *bolt.Tx) error {
 		b, verified := tx.Bucket(bucketBlobs), tx.Bucket(bucketVerified)
 		for _, d := range digests {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/dlsproject/dls/integration/testimage"
 )
 
@@ -47,5 +49,48 @@ func TestTruncatedBlobIsFetchedAgain(t *testing.T) {
 	}
 	if missing := fx.store.Missing(img); len(missing) != 0 {
 		t.Errorf("missing after refetch: %v", missing)
+	}
+}
+
+// A layer changed in place at its own size (a bad copy, a stray write) is no longer the
+// file the cache verified, so the next fetch hashes it, finds it corrupt and fetches it
+// again; the blobs it did not touch cost no request and no second hash.
+func TestCorruptedBlobOfTheRightSizeIsFetchedAgain(t *testing.T) {
+	fx := newFixture(t)
+	idx := testimage.MultiArch(t, testimage.NewRand(t, 13), testimage.MultiArchOptions{
+		LayerSizes: []int{40000, 3000},
+	})
+	idx.Push(t, fx.reg, "team/flip", "v1")
+	ref := fx.ref(t, "team/flip:v1")
+	fx.fetch(t, Options{}, ref)
+	amd64, _ := idx.Image("linux/amd64")
+	flipped := amd64.Layers[0]
+	file := filepath.Join(fx.dir, "blobs", "sha256", flipped.Digest().Encoded())
+	data := append([]byte(nil), flipped.Data...)
+	data[len(data)/2] ^= 0xff
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	fx.reg.ResetCounts()
+	plan, stats := fx.fetch(t, Options{}, ref)
+
+	if len(plan.Failed) != 0 {
+		t.Fatalf("failed images: %v", plan.Failed)
+	}
+	if n := fx.reg.Requests("GET blob"); n != 1 || stats.BlobsDownloaded != 1 {
+		t.Errorf("blob GETs = %d, downloaded %d; want 1 and 1 (the corrupted layer)", n,
+			stats.BlobsDownloaded)
+	}
+	got, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digest.FromBytes(got) != flipped.Digest() {
+		t.Errorf("layer after refetch hashes to %s, want %s", digest.FromBytes(got),
+			flipped.Digest())
 	}
 }

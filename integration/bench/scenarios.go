@@ -107,6 +107,9 @@ func (b *bench) dlsFetchAssemble(ctx context.Context, scenario string, p *proxy,
 	list, cacheDir, archive string) {
 	b.reg.ResetCounts()
 	before := b.snapshot(p)
+	// Every tool starts with no dirty pages of an earlier step (the corpus push, the
+	// previous tool's output) left for it to wait on.
+	syscall.Sync()
 	res := runChild(ctx, b.cfg.logPath, b.cfg.dls, "--log-level", "warn", "--cache",
 		cacheDir, "fetch", "--json", list)
 	fetch := b.measured(row{scenario: scenario, tool: "dls fetch", elapsed: res.elapsed,
@@ -160,12 +163,18 @@ func (b *bench) cranePull(ctx context.Context, scenario string, p *proxy, refs [
 
 	b.reg.ResetCounts()
 	before := b.snapshot(p)
+	syscall.Sync()
 	args := append([]string{"pull", "--platform", "linux/amd64"}, refs...)
 	res := runChild(ctx, b.cfg.logPath, b.cfg.crane, append(args, out)...)
 	r := b.measured(row{scenario: scenario, tool: "crane pull", elapsed: res.elapsed,
 		err: res.err, maxRSS: res.maxRSS}, p, before)
 	if fi, err := os.Stat(out); err == nil && res.ok() {
 		r.extra = joinNote(r.extra, "tarball "+human(fi.Size()))
+		// crane does not fsync its tarball, while dls fsyncs every blob and the archive;
+		// say what making crane's output durable costs, outside its time.
+		start := time.Now()
+		syscall.Sync()
+		r.extra = joinNote(r.extra, "then sync "+seconds(time.Since(start)))
 	}
 	b.rows = append(b.rows, r)
 }

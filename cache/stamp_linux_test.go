@@ -3,9 +3,11 @@ package cache
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 )
 
 // unchanged opens the blob d of the cache at dir afresh and asks Unchanged about its file.
@@ -24,11 +26,7 @@ func unchanged(t *testing.T, dir string, d digest.Digest) bool {
 	}
 	defer f.Close()
 
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.Unchanged(d, fi)
+	return c.Unchanged(d, f)
 }
 
 func TestUnchangedVouchesOnlyForTheVerifiedFile(t *testing.T) {
@@ -81,5 +79,44 @@ func TestUnchangedVouchesOnlyForTheVerifiedFile(t *testing.T) {
 	}
 	if _, ok := stamps[f.sh.Digest]; !ok {
 		t.Errorf("kept blob %s lost its verified-file record", f.sh.Digest)
+	}
+}
+
+func TestStampRoundTripAndRefusals(t *testing.T) {
+	if bootID() == [16]byte{} {
+		t.Fatal("no boot ID read from /proc/sys/kernel/random/boot_id")
+	}
+
+	path := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(path, []byte("content"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	s, ok := stampPath(path)
+	if !ok {
+		t.Fatalf("no stamp for %s", path)
+	}
+	if s.boot != bootID() || s.size != 7 || s.ino == 0 || s.mount == 0 {
+		t.Errorf("stamp = %+v, want this boot, 7 bytes, an inode and a mount ID", s)
+	}
+	if got, ok := decodeStamp(s.encode()); !ok || got != s {
+		t.Errorf("decode(encode(%+v)) = %+v, %v", s, got, ok)
+	}
+	if _, ok := decodeStamp(s.encode()[:40]); ok {
+		t.Error("a 40-byte record of an earlier format decoded as a stamp")
+	}
+
+	// A ctime kept to the millisecond or coarser could hide a change within the tick.
+	stx := unix.Statx_t{Mask: statxMask, Ino: 1, Size: 7, Mnt_id: 3,
+		Ctime: unix.StatxTimestamp{Sec: 1700000000, Nsec: 120_000_000}}
+	if _, ok := stampFrom(&stx); ok {
+		t.Error("a ctime of whole milliseconds got a stamp")
+	}
+	stx.Ctime.Nsec = 120_000_123
+	if _, ok := stampFrom(&stx); !ok {
+		t.Error("a nanosecond ctime got no stamp")
+	}
+	stx.Mask &^= unix.STATX_MNT_ID | unix.STATX_MNT_ID_UNIQUE
+	if _, ok := stampFrom(&stx); ok {
+		t.Error("a stat without a mount ID got a stamp")
 	}
 }
