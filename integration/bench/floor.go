@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -26,7 +31,12 @@ type floorResult struct {
 // blob once (top-level documents by tag), conc at a time, largest first, bodies discarded,
 // nothing hashed or written. A cut body is continued with a Range request, so the floor
 // also completes through the lossy proxy.
-func fetchFloor(ctx context.Context, host string, c *corpus, conc int) (floorResult, error) {
+//
+// With dir set it is the disk floor instead: each body is also hashed with sha256 and
+// written to a file of its own in dir, fsynced when complete: the least any fetcher that
+// verifies what it stores, and keeps it across a power cut, must do.
+func fetchFloor(ctx context.Context, host string, c *corpus, conc int, dir string,
+) (floorResult, error) {
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: conc, DisableCompression: true}}
 	defer client.CloseIdleConnections()
@@ -44,10 +54,14 @@ func fetchFloor(ctx context.Context, host string, c *corpus, conc int) (floorRes
 			u = "http://" + host + "/v2/" + b.repo + "/manifests/" + b.desc.Digest.String()
 		}
 		g.Go(func() error {
-			n, r, err := getResuming(gctx, client, u, b.desc.Size)
+			sink, err := newFloorSink(dir, b.desc.Digest.Encoded())
+			if err != nil {
+				return err
+			}
+			n, r, err := getResuming(gctx, client, u, b.desc.Size, sink)
 			bytes.Add(n)
 			retries.Add(int64(r))
-			return err
+			return errors.Join(err, sink.finish(b.desc.Digest))
 		})
 	}
 	err := g.Wait()
@@ -55,14 +69,49 @@ func fetchFloor(ctx context.Context, host string, c *corpus, conc int) (floorRes
 		retries: retries.Load()}, err
 }
 
-// getResuming GETs u and discards the body, continuing a cut body from where it stopped
-// with Range when size is known (size < 0: a tag, fetched whole in one request). It
-// returns the body bytes received and the requests repeated. An error status is final.
+// floorSink takes one blob's body: discarded, or hashed and written to a file.
+type floorSink struct {
+	io.Writer
+	file *os.File // nil when discarding
+	hash hash.Hash
+}
+
+// newFloorSink returns a sink discarding the body when dir is "", else one writing it to
+// dir/name through sha256.
+func newFloorSink(dir, name string) (*floorSink, error) {
+	if dir == "" {
+		return &floorSink{Writer: io.Discard}, nil
+	}
+
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	return &floorSink{Writer: io.MultiWriter(h, f), file: f, hash: h}, nil
+}
+
+// finish checks the hash against want, then fsyncs and closes the file, if any.
+func (s *floorSink) finish(want digest.Digest) error {
+	if s.file == nil {
+		return nil
+	}
+
+	err := errors.Join(s.file.Sync(), s.file.Close())
+	if got := digest.NewDigest(digest.SHA256, s.hash); err == nil && got != want {
+		err = fmt.Errorf("disk floor: %s hashes to %s", want, got)
+	}
+	return err
+}
+
+// getResuming GETs u into sink, continuing a cut body from where it stopped with Range
+// when size is known (size < 0: a tag, fetched whole in one request). It returns the body
+// bytes received and the requests repeated. An error status is final.
 func getResuming(ctx context.Context, client *http.Client, u string, size int64,
-) (int64, int, error) {
+	sink io.Writer) (int64, int, error) {
 	var got int64
 	for attempt := range floorAttempts {
-		n, err := getOnce(ctx, client, u, got, size)
+		n, err := getOnce(ctx, client, u, got, size, sink)
 		got += n
 		var se *statusError
 		if err == nil || size < 0 || ctx.Err() != nil || errors.As(err, &se) {
@@ -73,9 +122,9 @@ func getResuming(ctx context.Context, client *http.Client, u string, size int64,
 		floorAttempts)
 }
 
-// getOnce makes one GET from offset off and discards the body.
+// getOnce makes one GET from offset off, copying the body into sink.
 func getOnce(ctx context.Context, client *http.Client, u string, off, size int64,
-) (int64, error) {
+	sink io.Writer) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, err
@@ -94,7 +143,7 @@ func getOnce(ctx context.Context, client *http.Client, u string, off, size int64
 		return 0, &statusError{url: u, status: resp.Status}
 	}
 
-	n, err := io.Copy(io.Discard, resp.Body)
+	n, err := io.Copy(sink, resp.Body)
 	if err == nil && size >= 0 && off+n < size {
 		err = errors.New("body ended early")
 	}

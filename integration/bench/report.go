@@ -38,6 +38,9 @@ func (b *bench) writeReport(w io.Writer, total time.Duration) {
 	fmt.Fprintf(w, "- floor: every needed blob GET once (top-level documents by tag), %d at "+
 		"a time, bodies discarded; MB/s columns are unique bytes ÷ time\n",
 		b.cfg.concurrency)
+	fmt.Fprintf(w, "- disk floor (direct only): the same GETs, each body also hashed with "+
+		"sha256, written to a file of its own and fsynced: what any fetcher that verifies "+
+		"and keeps what it stores must do\n")
 	rss := "peak RSS: GNU time's maximum resident set size of each command"
 	if !haveGNUTime() {
 		rss = "peak RSS: " + noRSS + " (a child's rusage would count the bench's own RSS)"
@@ -63,6 +66,9 @@ func (b *bench) writeReport(w io.Writer, total time.Duration) {
 			b.ratio("direct", q[0], q[1]), b.ratio("wan", q[0], q[1]),
 			b.ratio("lossy", q[0], q[1]))
 	}
+
+	fmt.Fprintf(w, "| dls fetch ÷ disk floor | %s | — | — |\n",
+		b.ratio("direct", "dls fetch", "disk floor"))
 
 	fmt.Fprintf(w, "\n| measurement | figure |\n|---|---|\n")
 	for _, f := range b.facts {

@@ -179,17 +179,39 @@ func (b *bench) cranePull(ctx context.Context, scenario string, p *proxy, refs [
 	b.rows = append(b.rows, r)
 }
 
-// floor records the floor fetch with the configured parallelism.
+// floor records the floor fetch with the configured parallelism and, for the direct
+// scenario, the disk floor too (see fetchFloor).
 func (b *bench) floor(ctx context.Context, scenario, host string, p *proxy) {
+	b.floorRow(ctx, scenario, host, p, "")
+	if scenario != "direct" {
+		return
+	}
+
+	dir := b.path("disk-floor")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.rows = append(b.rows, row{scenario: scenario, tool: diskFloorTool, err: err})
+		return
+	}
+	defer os.RemoveAll(dir)
+	b.floorRow(ctx, scenario, host, p, dir)
+}
+
+// diskFloorTool names the disk floor's row.
+const diskFloorTool = "disk floor (GET, sha256, write, fsync)"
+
+func (b *bench) floorRow(ctx context.Context, scenario, host string, p *proxy, dir string) {
 	b.reg.ResetCounts()
 	before := b.snapshot(p)
 	ctx, cancel := context.WithTimeout(ctx, childTimeout)
 	defer cancel()
 	syscall.Sync()
-	res, err := fetchFloor(ctx, host, b.corpus, b.cfg.concurrency)
-	r := b.measured(row{scenario: scenario,
-		tool: fmt.Sprintf("floor (%d GETs at once)", b.cfg.concurrency), elapsed: res.elapsed,
-		err: err}, p, before)
+	res, err := fetchFloor(ctx, host, b.corpus, b.cfg.concurrency, dir)
+	tool := fmt.Sprintf("floor (%d GETs at once)", b.cfg.concurrency)
+	if dir != "" {
+		tool = diskFloorTool
+	}
+	r := b.measured(row{scenario: scenario, tool: tool, elapsed: res.elapsed, err: err}, p,
+		before)
 	r.extra = joinNote(r.extra, fmt.Sprintf("%d retries", res.retries))
 	b.rows = append(b.rows, r)
 }
