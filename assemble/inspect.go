@@ -17,7 +17,8 @@ type Report struct {
 	Path string
 	// Compression is "none", "gzip" or "zstd", as detected from the content.
 	Compression string
-	// Bytes is the size of the tar stream, after decompression.
+	// Bytes is the size of the tar stream, after decompression, with what follows the tar
+	// trailer (a tar writer's padding to whole records).
 	Bytes int64
 	// Files is the number of regular files read and hashed.
 	Files int
@@ -87,6 +88,10 @@ func (r Report) OK() bool {
 // configs and layers; manifest.json's Config and Layers paths, and layer counts against
 // diff_ids), checks that index.json, manifest.json and repositories name the same images,
 // and lists the images with their platforms and sizes.
+//
+// A compressed stream is read to its end, past the tar trailer, so that gzip's CRC-32 and
+// length and zstd's checksum are checked; a stream failing them or cut short is a defect
+// of its own, reported before what it broke.
 //
 // Problems of the archive are Defects in the Report, not errors: an archive cut short is
 // reported as such, with what could be read. The error is for failing to read path at all,

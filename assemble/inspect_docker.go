@@ -19,6 +19,8 @@ type dockerItem struct {
 	// config is the digest of the Config file's content; empty when it is absent.
 	config   digest.Digest
 	platform PlatformReport
+	// layers are the Layers paths, as manifest.json gives them.
+	layers []string
 	// topLayer is the last Layers path, as manifest.json gives it; empty without layers.
 	topLayer string
 	// topDiffID is the config's last diff_id; empty when the config is unreadable.
@@ -60,7 +62,7 @@ func (in *inspection) checkManifestJSON() {
 // checkItem checks one manifest.json item: its tags, its Config and Layers paths, and its
 // layer count against the config's diff_ids.
 func (in *inspection) checkItem(where string, item manifestItem) dockerItem {
-	it := dockerItem{where: where, repoTags: item.RepoTags}
+	it := dockerItem{where: where, repoTags: item.RepoTags, layers: item.Layers}
 	for _, tag := range item.RepoTags {
 		in.checkRepoTag(where, tag)
 	}
@@ -140,19 +142,35 @@ func (in *inspection) resolve(where, name string) *archiveFile {
 			"find it", name)
 	}
 
+	return in.fileAt(clean)
+}
+
+// fileAt is the regular file at name, a cleaned name, following links; nil when there is
+// none.
+func (in *inspection) fileAt(name string) *archiveFile {
+	chain := in.linkChain(name)
+	return in.files[chain[len(chain)-1]]
+}
+
+// linkChain is name followed by the names its links lead to, in order, ending at a regular
+// file, at a name that is neither file nor link, or after maxLinkHops links.
+func (in *inspection) linkChain(name string) []string {
+	chain := []string{name}
 	for range maxLinkHops {
-		if f := in.files[clean]; f != nil {
-			return f
+		if in.files[name] != nil {
+			break
 		}
 
-		target, ok := in.links[clean]
+		target, ok := in.links[name]
 		if !ok {
-			return nil
+			break
 		}
-		clean = target
+
+		name = target
+		chain = append(chain, name)
 	}
 
-	return nil
+	return chain
 }
 
 // normaliseName is the fully normalised form of a reference, as containerd names images.

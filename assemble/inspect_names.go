@@ -225,8 +225,8 @@ func (in *inspection) repositoriesName(where, repo, tag string) (string, bool) {
 
 // checkTopLayerID reports an entry whose ID is not the top layer of it, the item tagging
 // name. Two spellings name that layer: the hex of its diff_id, which docker save since 25
-// and dls write, and the directory holding its layer.tar, the v1 ID docker save wrote
-// before 25.
+// and dls write, and a v1 ID, the directory holding its layer.tar, which docker save wrote
+// before 25 and containers/image (podman save, skopeo copy to docker-archive:) writes.
 func (in *inspection) checkTopLayerID(where, name string, it dockerItem, id string) {
 	if it.topLayer == "" {
 		in.defect(where, "gives top layer %q for %s, but %s lists no layers", id, name,
@@ -238,12 +238,66 @@ func (in *inspection) checkTopLayerID(where, name string, it dockerItem, id stri
 		return
 	}
 
-	dir, file := path.Split(path.Clean(it.topLayer))
-	if file == legacyLayerFile && dir != "" && id == path.Clean(dir) {
+	if in.isV1Top(id, it.layers) {
 		return
 	}
 
 	in.defect(where, "gives top layer %q for %s, but the top layer of %s is %q, diff_id "+
 		"%s; docker load without manifest.json would tag other content", id, name, it.where,
 		it.topLayer, it.topDiffID)
+}
+
+// legacyConfigFile is the file name of a v1 image's JSON, beside its layer.tar.
+const legacyConfigFile = "json"
+
+// isV1Top reports whether id is the v1 ID of the top of layers, manifest.json's Layers
+// paths. Its <id>/layer.tar must be the top path or a symbolic link to it: docker before 25
+// writes the layer there, containers/image writes it as <diff_id>.tar and links
+// <id>/layer.tar to it. A repeated layer is one file but a v1 ID per position, so when
+// <id>/json is in the archive its parent chain must go down the layers one v1 ID each,
+// ending at the base: a lower ID, whose layer.tar may link to the same file, would name a
+// shorter image. Without <id>/json only the top can be matched.
+func (in *inspection) isV1Top(id string, layers []string) bool {
+	_, described := in.v1Parent(id)
+	for i := len(layers) - 1; i >= 0; i-- {
+		if id == "" || path.Clean(id) != id {
+			return false
+		}
+
+		chain := in.linkChain(path.Join(id, legacyLayerFile))
+		if !slices.Contains(chain, path.Clean(layers[i])) {
+			return false
+		}
+
+		if !described {
+			return true
+		}
+
+		parent, ok := in.v1Parent(id)
+		if !ok || (parent == "") != (i == 0) {
+			return false
+		}
+		id = parent
+	}
+
+	return true
+}
+
+// v1Parent returns the parent v1 ID that <id>/json gives, "" for a base layer, and whether
+// that file is in the archive as a JSON object.
+func (in *inspection) v1Parent(id string) (string, bool) {
+	f := in.fileAt(path.Join(id, legacyConfigFile))
+	if f == nil || f.data == nil {
+		return "", false
+	}
+
+	var v1 struct {
+		Parent string `json:"parent"`
+	}
+	err := json.Unmarshal(f.data, &v1)
+	if err != nil {
+		return "", false
+	}
+
+	return v1.Parent, true
 }

@@ -47,6 +47,8 @@ type archiveFile struct {
 // inspection is the state of one Inspect run.
 type inspection struct {
 	report *Report
+	// stream is the decompressed stream, which remembers the decompressor's failure.
+	stream *streamReader
 	files  map[string]*archiveFile // by cleaned name
 	links  map[string]string       // symbolic and hard links: cleaned name to cleaned target
 	kept   int64                   // bytes of data held
@@ -72,9 +74,9 @@ func (in *inspection) defect(where, format string, args ...any) {
 		Defect{Where: where, Problem: fmt.Sprintf(format, args...)})
 }
 
-// read decompresses r as its magic bytes say and reads every tar entry. A stream that ends
-// early or a bad header is a defect; only a failure of ctx or the decompressor's setup is
-// an error.
+// read decompresses r as its magic bytes say, reads every tar entry and then the stream to
+// its end. A stream that ends early, a bad header or a compressed stream failing its
+// checks is a defect; only a failure of ctx or the decompressor's setup is an error.
 func (in *inspection) read(ctx context.Context, r io.Reader) error {
 	stream, closeStream, err := in.decompress(bufio.NewReaderSize(r, copyBufferSize))
 	if err != nil {
@@ -82,7 +84,8 @@ func (in *inspection) read(ctx context.Context, r io.Reader) error {
 	}
 	defer closeStream()
 
-	counter := &countingReader{r: stream}
+	in.stream = &streamReader{r: stream}
+	counter := &countingReader{r: in.stream}
 	err = in.readEntries(ctx, tar.NewReader(counter), counter)
 	in.report.Bytes = counter.n
 	if err != nil {
@@ -92,9 +95,11 @@ func (in *inspection) read(ctx context.Context, r io.Reader) error {
 	return ctx.Err()
 }
 
-// readEntries reads every entry of tr, whose bytes counter counts. Go's tar reader takes a
-// stream that stops between entries for a whole archive, so the trailer is checked here:
-// without its two zero blocks after the last entry, the archive was cut short.
+// readEntries reads every entry of tr, whose bytes counter counts, then drains counter. Go's
+// tar reader takes a stream that stops between entries for a whole archive, so the trailer
+// is checked here: without its two zero blocks after the last entry, the archive was cut
+// short. A failure the decompressor caused is reported as the compressed stream's, not as
+// the entry's it cut.
 func (in *inspection) readEntries(ctx context.Context, tr *tar.Reader,
 	counter *countingReader) error {
 	buf := make([]byte, copyBufferSize)
@@ -111,13 +116,17 @@ func (in *inspection) readEntries(ctx context.Context, tr *tar.Reader,
 		}
 
 		if err != nil {
-			in.defect("archive", "unreadable after %d bytes: %v", counter.n, err)
+			if !in.streamDefect("", counter.n) {
+				in.defect("archive", "unreadable after %d bytes: %v", counter.n, err)
+			}
 			return nil
 		}
 
 		err = in.readEntry(ctx, tr, hdr, buf)
 		if err != nil {
-			in.defect(hdr.Name, "unreadable: %v", err)
+			if !in.streamDefect(hdr.Name, counter.n) {
+				in.defect(hdr.Name, "unreadable: %v", err)
+			}
 			return nil
 		}
 		lastEnd = counter.n
@@ -128,7 +137,55 @@ func (in *inspection) readEntries(ctx context.Context, tr *tar.Reader,
 			"short", counter.n)
 	}
 
+	return in.drain(ctx, counter)
+}
+
+// drain reads what follows the tar trailer (a tar writer's padding to whole records) to the
+// end of the stream. Go's tar reader stops at the trailer, so without this the decompressor
+// never reaches the end of its stream, where it checks gzip's CRC-32 and length or zstd's
+// checksum, and an archive cut inside those last bytes or corrupt there would pass.
+func (in *inspection) drain(ctx context.Context, counter *countingReader) error {
+	_, err := io.Copy(io.Discard, &ctxReader{ctx: ctx, r: counter})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	if err != nil && !in.streamDefect("", counter.n) {
+		in.defect("archive", "unreadable after the tar trailer, after %d bytes: %v",
+			counter.n, err)
+	}
+
 	return nil
+}
+
+// streamDefect reports the decompressor's failure, if it failed, and says whether it did.
+// entry names the tar entry it cut, "" when it failed between entries or after the
+// trailer; tarBytes is how much of the tar it gave before failing.
+func (in *inspection) streamDefect(entry string, tarBytes int64) bool {
+	err := in.stream.err
+	if err == nil || in.report.Compression == "none" {
+		return false
+	}
+
+	c := in.report.Compression
+	at := fmt.Sprintf("after %d bytes of tar", tarBytes)
+	if entry != "" {
+		at += ", inside " + entry
+	}
+
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		in.defect("archive", "%s stream ends early, %s (%v): the file was cut short, and "+
+			"%s -t fails on it", c, at, err, c)
+	case errors.Is(err, gzip.ErrChecksum), errors.Is(err, zstd.ErrCRCMismatch):
+		in.defect("archive", "%s stream fails its checksum, %s (%v): the file is corrupt, "+
+			"and %s -t fails on it", c, at, err, c)
+	default:
+		in.defect("archive", "%s stream is corrupt, %s: %v; %s -t fails on it", c, at, err,
+			c)
+	}
+
+	return true
 }
 
 // decompress picks the decompressor from the first bytes of r.
@@ -197,10 +254,16 @@ func (in *inspection) readEntry(ctx context.Context, tr *tar.Reader, hdr *tar.He
 		in.defect(hdr.Name, "is a hard link; containerd's importer ignores hard links")
 		return nil
 	case tar.TypeReg:
+		// A file not read to its end is not recorded: its partial hash would be reported
+		// as corrupt content, and the images needing it as complete.
 		f, err := in.readFile(ctx, name, hdr.Size, tr, buf)
+		if err != nil {
+			return err
+		}
+
 		in.files[name] = f
 		in.report.Files++
-		return err
+		return nil
 	default:
 		in.defect(hdr.Name, "has tar type %q, which loaders ignore", hdr.Typeflag)
 		return nil
@@ -282,5 +345,21 @@ type countingReader struct {
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	return n, err
+}
+
+// streamReader remembers the first failure of the reader under it other than io.EOF, so
+// that a tar error it caused can be told from a tar stream that is itself cut or bad.
+type streamReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *streamReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && s.err == nil {
+		s.err = err
+	}
+
 	return n, err
 }

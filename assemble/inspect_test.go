@@ -6,13 +6,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -633,4 +637,338 @@ func TestInspectLegacyDockerSave(t *testing.T) {
 			`docker.io/library/busybox:1.36, but the top layer of manifest.json[0] is ` +
 			`"bbb/layer.tar", diff_id ` + digest.FromBytes(l1).String(),
 	})
+}
+
+// compressedFixture is a good archive of one image with two layers of megabytes, so that
+// its compressed stream spans many blocks, and its report.
+type compressedFixture struct {
+	data   []byte
+	image  builtManifest
+	report Report
+}
+
+func newCompressedFixture(t *testing.T) compressedFixture {
+	s := newTestSource(t)
+	rng := newRand(t, 50)
+	f := compressedFixture{}
+	f.image = s.buildManifest(t, linuxAMD64, randomBytes(rng, 3<<20), randomBytes(rng, 2<<20))
+	s.singleImage("docker.io/library/a:1", f.image)
+	f.data, _ = writeArchive(t, s, quietOptions())
+	r, err := inspectStream(context.Background(), bytes.NewReader(f.data))
+	if err != nil || !r.OK() {
+		t.Fatalf("undamaged archive: error %v, defects %v", err, r.Defects)
+	}
+
+	f.report = r
+	return f
+}
+
+// compress compresses data with wrap, one of the writers dls writes archives with.
+func compress(tb testing.TB, data []byte, wrap func(io.Writer) (io.WriteCloser, error),
+) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	w, err := wrap(&buf)
+	if err != nil {
+		tb.Fatal(err)
+	}
+
+	_, err = w.Write(data)
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+
+	return buf.Bytes()
+}
+
+// decompressedLength decodes the stream z of compression c straight with the library, not
+// through Inspect, and returns how many bytes it gives before failing.
+func decompressedLength(tb testing.TB, c string, z []byte) int64 {
+	tb.Helper()
+	var r io.Reader
+	var err error
+	switch c {
+	case "gzip":
+		r, err = gzip.NewReader(bytes.NewReader(z))
+	case "zstd":
+		var dec *zstd.Decoder
+		dec, err = zstd.NewReader(bytes.NewReader(z))
+		if err == nil {
+			defer dec.Close()
+		}
+		r = dec
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+
+	n, err := io.Copy(io.Discard, r)
+	if err == nil {
+		tb.Fatalf("%s stream decodes without error; the damage did not take", c)
+	}
+
+	return n
+}
+
+// entryCut names the regular file of the tar data whose content is cut by a stream giving
+// only its first n bytes; "" when the cut is in a header, in padding or after the last
+// entry.
+func entryCut(tb testing.TB, data []byte, n int64) string {
+	tb.Helper()
+	var off int64
+	for _, e := range readArchive(tb, data) {
+		start := off + tarBlock
+		if e.hdr.Typeflag == tar.TypeReg && start <= n && n < start+e.hdr.Size {
+			return e.hdr.Name
+		}
+		off += tarEntrySize(e.hdr.Size)
+	}
+
+	return ""
+}
+
+// TestInspectDamagedCompression damages the compressed stream of a good archive, at its
+// trailer (gzip's CRC-32 and length, zstd's checksum) or by cutting it. Go's tar reader
+// stops at the tar trailer, before those last bytes, so Inspect must read on to the end to
+// see them; and a cut must be reported as the compressed stream's, first, with the entry
+// it cut absent rather than hashed in part.
+func TestInspectDamagedCompression(t *testing.T) {
+	f := newCompressedFixture(t)
+	cut := func(n int) func([]byte) []byte {
+		return func(z []byte) []byte { return z[:len(z)-n] }
+	}
+	flip := func(fromEnd int) func([]byte) []byte {
+		return func(z []byte) []byte {
+			z = append([]byte{}, z...)
+			z[len(z)-fromEnd] ^= 0x01
+			return z
+		}
+	}
+	half := func(z []byte) []byte { return z[:len(z)/2] }
+	cases := []struct {
+		name        string
+		compression string
+		damage      func(z []byte) []byte
+		// problem is how the defect describes the stream, after "<compression> stream ",
+		// and cause the decompressor's error it quotes.
+		problem, cause string
+		// whole says the decompressor gives the whole tar before failing. The zstd
+		// decoder holds back the last block of a frame whose checksum is cut off, so that
+		// cut loses the end of the last layer.
+		whole bool
+	}{
+		{"gzip without its last 8 bytes", "gzip", cut(8), "ends early", "unexpected EOF",
+			true},
+		{"gzip with its CRC-32 flipped", "gzip", flip(8), "fails its checksum",
+			"gzip: invalid checksum", true},
+		{"gzip with its length flipped", "gzip", flip(1), "fails its checksum",
+			"gzip: invalid checksum", true},
+		{"gzip cut in half", "gzip", half, "ends early", "unexpected EOF", false},
+		{"zstd without its last 4 bytes", "zstd", cut(4), "ends early", "unexpected EOF",
+			false},
+		{"zstd with its checksum flipped", "zstd", flip(1), "fails its checksum",
+			"CRC check failed", true},
+		{"zstd cut in half", "zstd", half, "ends early", "unexpected EOF", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			wrap := map[string]func(io.Writer) (io.WriteCloser, error){"gzip": gzipWriter,
+				"zstd": zstdWriter}[tc.compression]
+			z := tc.damage(compress(t, f.data, wrap))
+			r, err := inspectStream(context.Background(), bytes.NewReader(z))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			n := decompressedLength(t, tc.compression, z)
+			entry := entryCut(t, f.data, n)
+			at := ""
+			if entry != "" {
+				at = ", inside " + entry
+			}
+
+			want := []string{fmt.Sprintf("archive: %s stream %s, after %d bytes of tar%s "+
+				"(%s): the file ", tc.compression, tc.problem, n, at, tc.cause)}
+			if tc.whole != (n == int64(len(f.data))) {
+				t.Fatalf("the %s decoder gives %d bytes of the %d-byte tar; want the whole "+
+					"tar %v", tc.compression, n, len(f.data), tc.whole)
+			}
+
+			if tc.whole {
+				checkWholeTar(t, f, r, want)
+				return
+			}
+
+			checkCutTar(t, f, r, entry, want)
+		})
+	}
+}
+
+// checkWholeTar checks the report of an archive whose compressed stream failed only after
+// giving the whole tar: it is the undamaged archive's but for the one defect wanted.
+func checkWholeTar(t *testing.T, f compressedFixture, r Report, want []string) {
+	t.Helper()
+	checkDefects(t, r.Defects, want)
+	r.Defects = nil
+	wantReport := f.report
+	wantReport.Compression = r.Compression
+	if !reflect.DeepEqual(r, wantReport) {
+		t.Errorf("report\n%+v\nwant the undamaged one\n%+v", r, wantReport)
+	}
+}
+
+// checkCutTar checks the report of an archive whose compressed stream was cut inside a
+// layer: the cut first, then the layer missing, the image incomplete, and no defect
+// blaming the layer's content.
+func checkCutTar(t *testing.T, f compressedFixture, r Report, entry string, want []string) {
+	t.Helper()
+	isLayer := false
+	for _, l := range f.image.layers {
+		isLayer = isLayer || entry == blobName(l.Digest)
+	}
+	if !isLayer {
+		t.Fatalf("the cut is in %q, not in a layer; the fixture no longer shows a cut layer",
+			entry)
+	}
+
+	want = append(want,
+		"index.json manifests[0]: no platform has its config and every layer in the archive",
+		`manifest.json[0]: layer "`+entry+`" is not in the archive`)
+	checkDefects(t, r.Defects, want)
+	if len(r.Images) != 1 || len(r.Images[0].Platforms) != 1 ||
+		r.Images[0].Platforms[0].Complete {
+		t.Errorf("images %+v, want one with one incomplete platform", r.Images)
+	}
+}
+
+// containersImageArchive is a hand-made archive in the layout containers/image writes for
+// docker-archive: (podman save, skopeo copy): layers as <diff_id>.tar, and for each layer
+// position a v1 directory whose layer.tar is a symbolic link to its <diff_id>.tar and whose
+// json names the v1 ID below as parent. Its layers are l1, l2, l1 again.
+type containersImageArchive struct {
+	entries []legacyEntry
+	// v1IDs are the v1 IDs of the layer positions, base first.
+	v1IDs  []string
+	config []byte
+	l1, l2 []byte
+}
+
+func newContainersImageArchive(t *testing.T) containersImageArchive {
+	rng := newRand(t, 70)
+	a := containersImageArchive{l1: randomBytes(rng, 1500), l2: randomBytes(rng, 700)}
+	layers := [][]byte{a.l1, a.l2, a.l1}
+	var diffIDs []digest.Digest
+	for _, l := range layers {
+		diffIDs = append(diffIDs, digest.FromBytes(l))
+	}
+
+	var err error
+	a.config, err = json.Marshal(ocispec.Image{Platform: linuxAMD64,
+		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: diffIDs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	d1, d2 := diffIDs[0].Encoded()+".tar", diffIDs[1].Encoded()+".tar"
+	cfgName := digest.FromBytes(a.config).Encoded() + ".json"
+	a.entries = []legacyEntry{{name: d1, data: a.l1}, {name: d2, data: a.l2},
+		{name: cfgName, data: a.config}}
+	parent := ""
+	for i, d := range diffIDs {
+		id := digest.FromString(parent + " " + d.String()).Encoded()
+		v1, err := json.Marshal(map[string]string{"id": id, "parent": parent})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		a.entries = append(a.entries,
+			legacyEntry{name: id + "/layer.tar", link: "../" + []string{d1, d2, d1}[i],
+				typeflag: tar.TypeSymlink},
+			legacyEntry{name: id + "/VERSION", data: []byte("1.0")},
+			legacyEntry{name: id + "/json", data: v1})
+		a.v1IDs = append(a.v1IDs, id)
+		parent = id
+	}
+
+	manifest := `[{"Config":"` + cfgName + `","RepoTags":["docker.io/qa/imported:1"],` +
+		`"Layers":["` + d1 + `","` + d2 + `","` + d1 + `"]}]`
+	a.entries = append(a.entries, legacyEntry{name: "manifest.json", data: []byte(manifest)},
+		legacyEntry{name: "repositories",
+			data: []byte(`{"docker.io/qa/imported":{"1":"` + a.v1IDs[2] + `"}}`)})
+	return a
+}
+
+// TestInspectContainersImageArchive reads the docker-archive layout of containers/image,
+// whose repositories file gives the top layer's v1 ID, a directory whose layer.tar is a
+// link to the file manifest.json lists. The link must lead to the top layer, and the v1
+// IDs' parent chain must go down every layer: a repeated layer's lower v1 ID links to the
+// same file but names a shorter image.
+func TestInspectContainersImageArchive(t *testing.T) {
+	a := newContainersImageArchive(t)
+	data := tarOf(t, a.entries)
+	r, err := inspectStream(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Regular files: two layers, the config, VERSION and json for each of three
+	// positions, manifest.json and repositories.
+	want := Report{Compression: "none", Bytes: int64(len(data)), Files: 11,
+		Images: []ImageReport{{
+			Name:     "docker.io/qa/imported:1",
+			RepoTags: []string{"docker.io/qa/imported:1"},
+			Platforms: []PlatformReport{{Platform: "linux/amd64",
+				Config: digest.FromBytes(a.config), Layers: 3, Complete: true,
+				Size: int64(len(a.config) + 2*len(a.l1) + len(a.l2))}},
+		}},
+	}
+	if !reflect.DeepEqual(r, want) {
+		t.Errorf("report\n%+v\nwant\n%+v", r, want)
+	}
+
+	mismatch := func(id string) []string {
+		return []string{`repositories["docker.io/qa/imported"]["1"]: gives top layer "` + id +
+			`" for docker.io/qa/imported:1, but the top layer of manifest.json[0] is "` +
+			a.entries[0].name + `", diff_id ` + digest.FromBytes(a.l1).String() +
+			"; docker load without manifest.json would tag other content"}
+	}
+	entryIndex := func(name string) int {
+		return slices.IndexFunc(a.entries, func(e legacyEntry) bool { return e.name == name })
+	}
+	topLink, topJSON := entryIndex(a.v1IDs[2]+"/layer.tar"), entryIndex(a.v1IDs[2]+"/json")
+	cases := []struct {
+		name string
+		edit func(entries []legacyEntry)
+		want []string
+	}{
+		{"the base layer's v1 ID, linking to the same file", func(entries []legacyEntry) {
+			entries[len(entries)-1].data = []byte(`{"docker.io/qa/imported":{"1":"` +
+				a.v1IDs[0] + `"}}`)
+		}, mismatch(a.v1IDs[0])},
+		{"the middle layer's v1 ID", func(entries []legacyEntry) {
+			entries[len(entries)-1].data = []byte(`{"docker.io/qa/imported":{"1":"` +
+				a.v1IDs[1] + `"}}`)
+		}, mismatch(a.v1IDs[1])},
+		{"a top layer.tar linking to another layer", func(entries []legacyEntry) {
+			entries[topLink].link = "../" + a.entries[1].name
+		}, mismatch(a.v1IDs[2])},
+		{"a parent chain one v1 ID short", func(entries []legacyEntry) {
+			entries[topJSON].data = []byte(`{"id":"` + a.v1IDs[2] + `","parent":""}`)
+		}, mismatch(a.v1IDs[2])},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			entries := slices.Clone(a.entries)
+			tc.edit(entries)
+			r, err := inspectStream(context.Background(), bytes.NewReader(tarOf(t, entries)))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			checkDefects(t, r.Defects, tc.want)
+		})
+	}
 }

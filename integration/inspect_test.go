@@ -3,10 +3,12 @@ package integration
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 	"github.com/dlsproject/dls/integration/consumers"
 	"github.com/dlsproject/dls/integration/registrytest"
 	"github.com/dlsproject/dls/integration/testimage"
+	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -218,13 +221,137 @@ func checkInspectSaved(t *testing.T, fx inspectFixture, r inspectReport, dockerL
 			err, img.RepoTags, fx.img.Name, fx.img.Familiar)
 	}
 
+	if p.Layers != dockerLayers {
+		t.Errorf("dls inspect counts %d layers, Docker %d", p.Layers, dockerLayers)
+	}
+	checkInspectPlatform(t, fx, p)
+}
+
+// checkInspectPlatform checks p is the fixture's image as pushed: its platform, config and
+// layer count, and complete.
+func checkInspectPlatform(t *testing.T, fx inspectFixture, p inspectPlatform) {
+	t.Helper()
+
 	main := fx.img.Main
 	wantPlatform := testimage.FormatPlatform(main.Platform)
-	if p.Layers != len(main.Layers) || p.Layers != dockerLayers || p.Config !=
-		main.Config.Digest() || p.Platform != wantPlatform || !p.Complete {
-		t.Errorf("dls inspect platform %+v\nwant %d layers (Docker counts %d), config %s, "+
-			"%s, complete", p, len(main.Layers), dockerLayers, main.Config.Digest(),
-			wantPlatform)
+	if p.Layers != len(main.Layers) || p.Config != main.Config.Digest() ||
+		p.Platform != wantPlatform || !p.Complete {
+		t.Errorf("dls inspect platform %+v\nwant %d layers, config %s, %s, complete", p,
+			len(main.Layers), main.Config.Digest(), wantPlatform)
+	}
+}
+
+// TestInspectContainersImageSave has dls inspect read the docker-archive containers/image
+// writes, through skopeo copy and through podman save: layers as <diff_id>.tar, and a
+// repositories file giving the top layer's v1 ID, a directory whose layer.tar is a
+// symbolic link to that file. The report must list the image under the name it was saved
+// as, with the pushed config and layer count, and no defect.
+func TestInspectContainersImageSave(t *testing.T) {
+	fx := newInspectFixture(t)
+	for _, tc := range []struct {
+		name string
+		save func(t *testing.T, fx inspectFixture, out string)
+	}{
+		{"skopeo copy", saveSkopeo},
+		{"podman save", savePodman},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			saved := filepath.Join(t.TempDir(), "saved.tar")
+			tc.save(t, fx, saved)
+			entries := readTar(t, saved)
+			checkV1Link(t, entries)
+
+			r, res := runInspect(t, saved)
+			if res.Code != 0 || len(r.Defects) != 0 {
+				t.Errorf("dls inspect %s: exit %d, defects %v; want 0 and none", saved,
+					res.Code, r.Defects)
+			}
+			checkInspectTotals(t, r, saved, saved, entries)
+
+			if len(r.Images) != 1 || len(r.Images[0].Platforms) != 1 {
+				t.Fatalf("dls inspect lists images %+v, want one with one platform", r.Images)
+			}
+
+			// containers/image writes RepoTags fully qualified, and there is no index.json
+			// to name the image otherwise.
+			img := r.Images[0]
+			if img.Name != fx.img.Name || !slices.Equal(img.RepoTags, []string{fx.img.Name}) {
+				t.Errorf("dls inspect names the image %q, RepoTags %q; want %s for both",
+					img.Name, img.RepoTags, fx.img.Name)
+			}
+			checkInspectPlatform(t, fx, img.Platforms[0])
+		})
+	}
+}
+
+// saveSkopeo copies the fixture's archive to a docker-archive at out with skopeo.
+func saveSkopeo(t *testing.T, fx inspectFixture, out string) {
+	consumers.RequireTools(t, "skopeo")
+	_, err := consumers.Output(t.Context(), "env", "TMPDIR="+t.TempDir(), "skopeo",
+		"--insecure-policy", "copy", "docker-archive:"+fx.archive.File+":"+fx.img.Name,
+		"docker-archive:"+out+":"+fx.img.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// savePodman loads the fixture's archive into a private podman storage and saves the image
+// to out, as a docker-archive (podman save's default).
+func savePodman(t *testing.T, fx inspectFixture, out string) {
+	podman := consumers.NewPodman(t)
+	loaded, err := podman.Load(t.Context(), fx.archive.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if !slices.Equal(loaded, []string{fx.img.Name}) {
+		t.Fatalf("podman load printed names %q, want %q", loaded, fx.img.Name)
+	}
+
+	_, err = podman.Podman(t.Context(), "save", "--format", "docker-archive", "-o", out,
+		fx.img.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkV1Link checks the saved archive is in the layout under test, so that a tool
+// changing its layout fails here rather than passing without it: repositories gives a v1
+// ID whose layer.tar is a symbolic link to manifest.json's top layer, and whose json is
+// there for dls inspect to follow the parent chain down the layers.
+func checkV1Link(t *testing.T, entries []tarEntry) {
+	t.Helper()
+
+	var items []struct{ Layers []string }
+	entryJSON(t, entries, "manifest.json", &items)
+	var repos map[string]map[string]string
+	entryJSON(t, entries, "repositories", &repos)
+	if len(items) != 1 || len(items[0].Layers) != inspectLayers || len(repos) != 1 {
+		t.Fatalf("manifest.json %+v, repositories %v; want one image of %d layers", items,
+			repos, inspectLayers)
+	}
+
+	var id string
+	for _, tags := range repos {
+		for _, v := range tags {
+			id = v
+		}
+	}
+
+	top := items[0].Layers[inspectLayers-1]
+	var link, v1JSON bool
+	for _, e := range entries {
+		switch e.Header.Name {
+		case id + "/layer.tar":
+			link = e.Header.Typeflag == tar.TypeSymlink &&
+				path.Join(id, e.Header.Linkname) == top
+		case id + "/json":
+			v1JSON = e.Header.Typeflag == tar.TypeReg
+		}
+	}
+	if !link || !v1JSON {
+		t.Fatalf("repositories gives v1 ID %s; want its layer.tar a symbolic link to the "+
+			"top layer %s (%v) and its json a file (%v)", id, top, link, v1JSON)
 	}
 }
 
@@ -256,6 +383,8 @@ func TestInspectDamagedArchive(t *testing.T) {
 		{name: "cut inside a layer", damage: damageCutInLayer, more: true},
 		{name: "cut before the tar trailer", damage: damageCutTrailer},
 		{name: "a layer entry deleted", damage: damageDeleteLayer},
+		{name: "gzip without its last 8 bytes", damage: damageGzipTrailer},
+		{name: "zstd without its last 4 bytes", damage: damageZstdChecksum, more: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			damaged, want := tc.damage(t, fx, t.TempDir())
@@ -401,4 +530,49 @@ func damageDeleteLayer(t *testing.T, fx inspectFixture, dir string) (string, []s
 		"index.json manifests[0]: no platform has its config and every layer in the archive",
 		`manifest.json[0]: layer "` + name + `" is not in the archive`,
 	}
+}
+
+// damageGzipTrailer gzips the archive with Go's own gzip and cuts off the stream's last 8
+// bytes, its CRC-32 and length: the tar decompresses whole, only the stream is short.
+func damageGzipTrailer(t *testing.T, fx inspectFixture, dir string) (string, []string) {
+	data := readArchiveFile(t, fx)
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	if _, err := gz.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	path := filepath.Join(dir, "damaged.tar.gz")
+	if err := os.WriteFile(path, buf.Bytes()[:buf.Len()-8], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, []string{"archive: gzip stream ends early, after " + strconv.Itoa(len(data)) +
+		" bytes of tar (unexpected EOF): the file was cut short, and gzip -t fails on it"}
+}
+
+// damageZstdChecksum compresses the archive with zstd's default settings, which end the
+// frame with a 4-byte checksum, and cuts that off. The decoder holds back the last block
+// then, so the end of the tar is lost too; the stream's cut must be named first.
+func damageZstdChecksum(t *testing.T, fx inspectFixture, dir string) (string, []string) {
+	var buf bytes.Buffer
+	enc, err := zstd.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := enc.Write(readArchiveFile(t, fx)); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	path := filepath.Join(dir, "damaged.tar.zst")
+	if err := os.WriteFile(path, buf.Bytes()[:buf.Len()-4], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, []string{"archive: zstd stream ends early, after "}
 }
