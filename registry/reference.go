@@ -33,15 +33,21 @@ func ParseReference(s string) (reference.Named, error) {
 // ignored, also a "# comment" after a reference. A UTF-8 byte order mark at the start is
 // skipped and lines may end in "\r\n". source names the input in errors, which read
 // "source:line: …": a reference part over 4096 bytes, bytes that are not text (quoted,
-// cut to 80 bytes) and unparsable references. Every bad line is reported (errors.Join),
-// not only the first, and the valid references are still returned. Duplicates (after
-// normalisation) are dropped, keeping first-seen order. Reading standard input is the
-// caller's business: it passes os.Stdin with source "<stdin>".
+// cut to 80 bytes) and unparsable references. Bad lines are reported together
+// (errors.Join), not only the first, up to 20 of them and then one error counting the
+// rest, and the valid references are still returned. A file that is not text at all (a
+// NUL byte anywhere, a UTF-16 byte order mark) fails alone with one error and no
+// references, as soon as that is seen: a binary passed by mistake is one mistake, not
+// thousands of bad lines. Duplicates (after normalisation) are dropped, keeping
+// first-seen order. Reading standard input is the caller's business: it passes os.Stdin
+// with source "<stdin>".
 func ParseList(r io.Reader, source string) ([]reference.Named, error) {
 	var (
-		refs []reference.Named
-		errs []error
-		seen = map[string]bool{}
+		refs    []reference.Named
+		errs    []error
+		invalid int   // bad lines, also those past maxListErrors
+		readErr error // why reading stopped early, reported last
+		seen    = map[string]bool{}
 	)
 	br := bufio.NewReader(r)
 	for n := 1; ; n++ {
@@ -50,14 +56,20 @@ func ParseList(r io.Reader, source string) ([]reference.Named, error) {
 			break
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("read image list %s after line %d: %w", source,
-				n-1, err))
+			readErr = fmt.Errorf("read image list %s after line %d: %w", source, n-1, err)
 			break
+		}
+
+		if err := checkTextFile(line, n == 1, source); err != nil {
+			return nil, err
 		}
 
 		ref, err := parseListLine(line, n == 1)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s:%d: %w", source, n, err))
+			invalid++
+			if invalid <= maxListErrors {
+				errs = append(errs, fmt.Errorf("%s:%d: %w", source, n, err))
+			}
 			continue
 		}
 		if ref != nil && !seen[ref.String()] {
@@ -65,7 +77,22 @@ func ParseList(r io.Reader, source string) ([]reference.Named, error) {
 			refs = append(refs, ref)
 		}
 	}
-	return refs, errors.Join(errs...)
+
+	return refs, errors.Join(append(errs, moreInvalid(source, invalid), readErr)...)
+}
+
+// moreInvalid counts the bad lines of source past the first maxListErrors, which ParseList
+// does not report one by one; nil when there are none.
+func moreInvalid(source string, invalid int) error {
+	more := invalid - maxListErrors
+	switch {
+	case more <= 0:
+		return nil
+	case more == 1:
+		return fmt.Errorf("%s: … and 1 more invalid line", source)
+	}
+
+	return fmt.Errorf("%s: … and %d more invalid lines", source, more)
 }
 
 // parseListLine returns the reference on one line of an image list, or nil for a blank

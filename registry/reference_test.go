@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -126,6 +127,8 @@ func TestParseReferenceEmpty(t *testing.T) {
 
 func TestParseListLines(t *testing.T) {
 	long := strings.Repeat("a", 70_000)
+	const notText = "list.txt is not a text image list (it holds NUL bytes); give a file " +
+		"with one image reference per line"
 	tests := []struct {
 		name     string
 		in       string
@@ -155,16 +158,25 @@ func TestParseListLines(t *testing.T) {
 				"\"… (4096 bytes): repository name must not be more than 255 characters"}},
 		{"long comment after a reference", "busybox:1 # " + long + "\n",
 			[]string{"docker.io/library/busybox:1"}, nil},
-		{"binary junk", "busybox:1\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03junk\n",
+		{"control bytes without NUL", "busybox:1\n\x1f\x8b\x08\x03junk\n",
 			[]string{"docker.io/library/busybox:1"},
-			[]string{`list.txt:2: not text (byte 1 is 0x1f): "\x1f\x8b\b\x00\x00\x00\x00` +
-				`\x00\x00\x03junk"; is this an image list?`}},
+			[]string{`list.txt:2: not text (byte 1 is 0x1f): "\x1f\x8b\b\x03junk"; ` +
+				`is this an image list?`}},
+		{"gzip header: one error, no references", "busybox:1\nBad\n" +
+			"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03junk\nalpine\n", nil,
+			[]string{notText}},
+		{"NUL past the kept part of a long line", "busybox:1\n" + long + "\x00\n", nil,
+			[]string{notText}},
+		{"NUL in a comment", "busybox:1 # \x00\n", nil, []string{notText}},
+		{"UTF-16LE with its byte order mark", "\xFF\xFEb\x00u\x00s\x00y\x00\n\x00", nil,
+			[]string{"list.txt is UTF-16 text (it starts with a UTF-16 byte order mark); " +
+				"save it as UTF-8, with one image reference per line"}},
 		{"invalid UTF-8", "busybox:\xff1\n", nil,
 			[]string{`list.txt:1: not text (byte 9 is 0xff): "busybox:\xff1"; ` +
 				`is this an image list?`}},
-		{"junk quoted to 80 bytes", strings.Repeat("\x00", 100), nil,
-			[]string{`list.txt:1: not text (byte 1 is 0x0): "` +
-				strings.Repeat(`\x00`, 80) + `"… (100 bytes); is this an image list?`}},
+		{"junk quoted to 80 bytes", strings.Repeat("\x01", 100), nil,
+			[]string{`list.txt:1: not text (byte 1 is 0x1): "` +
+				strings.Repeat(`\x01`, 80) + `"… (100 bytes); is this an image list?`}},
 		{"every bad line reported", "Bad\nbusybox\nx y\n", []string{
 			"docker.io/library/busybox:latest"}, []string{
 			`list.txt:1: parse reference "Bad": invalid reference format: repository name ` +
@@ -183,15 +195,73 @@ func TestParseListLines(t *testing.T) {
 				t.Errorf("refs = %q, want %q", got, tt.wantRefs)
 			}
 
-			var errs []string
-			if err != nil {
-				for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-					errs = append(errs, e.Error())
-				}
-			}
+			errs := splitErrors(err)
 			if strings.Join(errs, "\n") != strings.Join(tt.wantErrs, "\n") {
 				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"),
 					strings.Join(tt.wantErrs, "\n"))
+			}
+		})
+	}
+}
+
+// splitErrors returns the messages an errors.Join error joins, or err's own message when
+// it joins none; nil for a nil err.
+func splitErrors(err error) []string {
+	if err == nil {
+		return nil
+	}
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []string{err.Error()}
+	}
+
+	var msgs []string
+	for _, e := range joined.Unwrap() {
+		msgs = append(msgs, e.Error())
+	}
+
+	return msgs
+}
+
+// A list of mostly bad lines reports the first 20 and counts the rest, and still returns
+// its valid references, whether they come before or after the cut.
+func TestParseListCapsInvalidLines(t *testing.T) {
+	tests := []struct {
+		name     string
+		bad      int
+		wantLast string // the last joined error
+	}{
+		{"at the cap, no count", 20, `big.txt:21: parse reference "Bad20": invalid ` +
+			`reference format: repository name (library/Bad20) must be lowercase`},
+		{"one over the cap", 21, "big.txt: … and 1 more invalid line"},
+		{"far over the cap", 10_581, "big.txt: … and 10561 more invalid lines"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var list strings.Builder
+			list.WriteString("busybox:1\n")
+			for i := 1; i <= tt.bad; i++ {
+				fmt.Fprintf(&list, "Bad%d\n", i)
+			}
+			list.WriteString("alpine:3\n")
+
+			refs, err := ParseList(strings.NewReader(list.String()), "big.txt")
+
+			if len(refs) != 2 || refs[0].String() != "docker.io/library/busybox:1" ||
+				refs[1].String() != "docker.io/library/alpine:3" {
+				t.Errorf("refs = %v, want busybox:1 and alpine:3", refs)
+			}
+			errs := splitErrors(err)
+			if want := min(tt.bad, 20) + min(tt.bad-20, 1); len(errs) != want {
+				t.Fatalf("%d errors, want %d:\n%s", len(errs), want, strings.Join(errs, "\n"))
+			}
+			first := `big.txt:2: parse reference "Bad1": invalid reference format: ` +
+				`repository name (library/Bad1) must be lowercase`
+			if errs[0] != first {
+				t.Errorf("first error = %q, want %q", errs[0], first)
+			}
+			if got := errs[len(errs)-1]; got != tt.wantLast {
+				t.Errorf("last error = %q, want %q", got, tt.wantLast)
 			}
 		})
 	}

@@ -38,7 +38,8 @@ func TestParsePlatform(t *testing.T) {
 }
 
 func TestParsePlatformRejects(t *testing.T) {
-	for _, in := range []string{"", "linux/", "li nux/amd64", "linux/amd64/v8/extra"} {
+	for _, in := range []string{"", "linux/", "li nux/amd64", "linux/amd64/v8/extra",
+		"linux", "arm64", "amd64", "windows(10.0.20348)"} {
 		_, err := ParsePlatform(in)
 		if err == nil {
 			t.Errorf("ParsePlatform(%q) succeeded, want an error", in)
@@ -47,6 +48,22 @@ func TestParsePlatformRejects(t *testing.T) {
 		if !strings.Contains(err.Error(), "want os[(os.version)]/arch[/variant]") {
 			t.Errorf("ParsePlatform(%q) error = %q, want it to say the form", in, err)
 		}
+	}
+}
+
+// containerd completes "linux" with the host's arch and "arm64" with the host's os; dls
+// refuses both, so the platform fetched never depends on the machine fetching it.
+func TestParsePlatformRejectsOnePart(t *testing.T) {
+	for _, in := range []string{"linux", "arm64", "amd64", "windows"} {
+		t.Run(in, func(t *testing.T) {
+			got, err := ParsePlatform(in)
+
+			want := `parse platform "` + in + `" (want os[(os.version)]/arch[/variant], ` +
+				`e.g. linux/arm64): give both os and arch; dls never fills one in from the host`
+			if err == nil || err.Error() != want {
+				t.Fatalf("ParsePlatform(%q) = %+v, %v; want the error %q", in, got, err, want)
+			}
+		})
 	}
 }
 

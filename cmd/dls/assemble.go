@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -18,6 +19,20 @@ type assembleCmd struct {
 	MaxSize  byteSize `help:"${max_size_help}" placeholder:"SIZE"`
 	Platform []string `help:"${assemble_platform_help}" placeholder:"OS/ARCH"`
 	Rehash   bool     `help:"${rehash_help}"`
+}
+
+// Validate refuses an empty -o, which names no file (the shell's -o "$OUT" with OUT
+// unset), and a --platform that does not parse. kong runs it while parsing, so both exit 2
+// like any bad flag, before a list is read or the cache is opened.
+func (c *assembleCmd) Validate() error {
+	if c.Output == "" {
+		return errors.New(`-o "": give the archive file to write, e.g. -o images.tar, ` +
+			"or -o - for standard output")
+	}
+
+	_, err := parsePlatforms(c.Platform)
+
+	return err
 }
 
 func (c *assembleCmd) Run(ctx context.Context, e *env) error {

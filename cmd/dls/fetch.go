@@ -32,8 +32,15 @@ type fetchCmd struct {
 }
 
 // Validate refuses flag values that would fetch nothing or mean something they do not say:
-// no download slot, a negative limit or retry count, a wait or timeout of zero.
+// no download slot, a negative limit or retry count, a wait or timeout of zero, a platform
+// that does not parse. kong runs it while parsing, so these exit 2 like any bad flag, and
+// before a list is read or the cache is created.
 func (c *fetchCmd) Validate() error {
+	_, err := parsePlatforms(c.Platform)
+	if err != nil {
+		return err
+	}
+
 	switch {
 	case c.Concurrency < 1:
 		return fmt.Errorf("--concurrency %d: give 1 or more blobs at once", c.Concurrency)
@@ -224,6 +231,7 @@ func (c *fetchCmd) printSummary(w io.Writer, s resume.Stats, plan *resume.Plan) 
 	return nil
 }
 
+// parsePlatforms parses each --platform value, failing on the first that does not parse.
 func parsePlatforms(specs []string) ([]ocispec.Platform, error) {
 	var out []ocispec.Platform
 	for _, s := range specs {

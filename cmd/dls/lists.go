@@ -17,8 +17,9 @@ import (
 var errBadInput = errors.New("cannot use the image lists")
 
 // readReferences gathers the references of every list (a file, or "-" for stdin) and of
-// every --image flag, in that order, without duplicates. Every invalid line of every list is
-// reported, each with its file and line number, before anything is fetched.
+// every --image flag, in that order, without duplicates. The invalid lines of every list
+// are reported, each with its file and line number (the first 20 of a list, then a count),
+// before anything is fetched; a list that is not text is reported as one error.
 func readReferences(stdin io.Reader, lists, images []string) ([]reference.Named, error) {
 	var (
 		refs []reference.Named

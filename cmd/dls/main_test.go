@@ -61,6 +61,23 @@ func TestExitStatuses(t *testing.T) {
 			"--per-registry=-2", "--image", "busybox"}, exitUsage, "", "--per-registry -2"},
 		{"merge of a missing source creates nothing", []string{"merge", "--cache", noCache,
 			filepath.Join(dir, "nope")}, exitUsage, "", "nope"},
+		{"one-part platform of fetch is a usage error", []string{"fetch", "--cache", noCache,
+			"--platform", "linux", "--image", "busybox"}, exitUsage, "",
+			`dls: fetch: parse platform "linux" (want os[(os.version)]/arch[/variant], e.g. ` +
+				"linux/arm64): give both os and arch; dls never fills one in from the host\n"},
+		{"unparsable platform of fetch is a usage error", []string{"fetch", "--cache",
+			noCache, "--platform", "linux/", "--image", "busybox"}, exitUsage, "",
+			`dls: fetch: parse platform "linux/"`},
+		{"one-part platform of assemble is a usage error", []string{"assemble", "--cache",
+			noCache, "-o", filepath.Join(dir, "x.tar"), "--platform", "arm64"}, exitUsage, "",
+			`dls: assemble: parse platform "arm64" (want os[(os.version)]/arch[/variant], ` +
+				"e.g. linux/arm64): give both os and arch; dls never fills one in from the host"},
+		{"unparsable platform of assemble is a usage error", []string{"assemble", "--cache",
+			noCache, "-o", filepath.Join(dir, "x.tar"), "--platform", "li nux/amd64"},
+			exitUsage, "", `dls: assemble: parse platform "li nux/amd64"`},
+		{"empty -o is a usage error", []string{"assemble", "--cache", noCache, "-o", ""},
+			exitUsage, "", `dls: assemble: -o "": give the archive file to write, e.g. ` +
+				"-o images.tar, or -o - for standard output\n"},
 		{"ls of a missing cache", []string{"ls", "--cache", noCache}, exitFailure, "",
 			"no index.db"},
 		{"assemble of a missing cache", []string{"assemble", "--cache", noCache, "-o",

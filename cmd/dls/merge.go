@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -32,6 +33,31 @@ func (c *mergeCmd) Help() string {
 	return "Copies every blob of each SRC that --cache lacks, verifying it on the way, then " +
 		"its image records; SRC is only read. Exits 1 when a SRC has corrupt blobs (the " +
 		"rest is merged) or records an image differently (--cache's record is kept)."
+}
+
+// Validate refuses a SRC that holds no dls cache (no index.db) before Run opens --cache,
+// which a writable open creates: a mistyped source must leave no new cache behind, and it
+// is the user's mistake, so it exits 2 like a SRC that does not exist. Sources that are
+// caches but cannot be read (a damaged index, a newer format) are left to Run, which merges
+// the other sources and names them.
+func (c *mergeCmd) Validate() error {
+	// The probe's warnings are of no use: only whether the source is a cache counts here,
+	// and Run opens it again with the command's logger.
+	quiet := slog.New(slog.DiscardHandler)
+	var errs []error
+	for _, src := range c.Sources {
+		probe, err := cache.Open(src, cache.Options{ReadOnly: true, Logger: quiet})
+		if errors.Is(err, cache.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("SRC %s holds no dls cache (no index.db); give "+
+				"a cache directory that dls fetch filled", src))
+			continue
+		}
+		if err == nil {
+			errs = append(errs, probe.Close())
+		}
+	}
+
+	return errors.Join(errs...)
 }
 
 // Run merges every source in order, going on after a source that fails so one bad shard

@@ -108,10 +108,9 @@ func verifyOutcome(res verifyResult) error {
 				counted(len(rb.LostImages), "image"), strings.Join(rb.LostImages, ", "))
 		}
 
-		return fmt.Errorf("index.db was damaged and is rebuilt from %s (the damaged file is "+
-			"kept as %s); %s: re-run dls fetch with your lists to re-record the images; no "+
-			"blob will be downloaded again. Until then dls prune runs only with lists of the "+
-			"images to keep", counted(rb.Blobs, "blob"), rb.Damaged, lost)
+		return fmt.Errorf("%s; %s: re-run dls fetch with your lists to re-record the "+
+			"images; no blob will be downloaded again. Until then dls prune runs only with "+
+			"lists of the images to keep", rebuiltFrom(*rb), lost)
 	}
 
 	r := res.VerifyReport
@@ -141,6 +140,29 @@ func verifyOutcome(res verifyResult) error {
 		"then dls fetch them again", defects, images)
 }
 
+// rebuiltFrom says what index.db was and what it is rebuilt from, e.g. "index.db was
+// damaged and is rebuilt from 3 blobs (the damaged file is kept as …)".
+func rebuiltFrom(rb cache.IndexRebuild) string {
+	if rb.Damaged == "" {
+		return fmt.Sprintf("index.db was missing and is rebuilt from %s",
+			counted(rb.Blobs, "blob"))
+	}
+
+	return fmt.Sprintf("index.db was damaged and is rebuilt from %s (%s)",
+		counted(rb.Blobs, "blob"), keptAs(rb))
+}
+
+// keptAs names the file the damaged index.db was moved to. A missing index.db leaves no
+// such file (IndexRebuild.Damaged is empty), and a path-less "kept as" would send the user
+// looking for one.
+func keptAs(rb cache.IndexRebuild) string {
+	if rb.Damaged == "" {
+		return "it was missing, so no damaged file is kept"
+	}
+
+	return "the damaged file is kept as " + rb.Damaged
+}
+
 // affectedImages returns, sorted and once each, the images that need a missing or corrupt
 // blob.
 func affectedImages(r cache.VerifyReport) []string {
@@ -161,8 +183,8 @@ func printVerify(out io.Writer, res verifyResult) error {
 	r := res.VerifyReport
 	w := bufio.NewWriter(out)
 	if rb := res.IndexRebuild; rb != nil {
-		fmt.Fprintf(w, "rebuilt   index.db from %s; the damaged file is kept as %s\n",
-			counted(rb.Blobs, "blob"), rb.Damaged)
+		fmt.Fprintf(w, "rebuilt   index.db from %s; %s\n", counted(rb.Blobs, "blob"),
+			keptAs(*rb))
 	}
 	for _, name := range r.LostImages {
 		fmt.Fprintf(w, "lost      %s  record lost with the damaged index; dls fetch of its "+
