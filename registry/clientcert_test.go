@@ -100,8 +100,12 @@ func TestClientCertificateRequired(t *testing.T) {
 					before := front.conns.accepted.Load()
 					_, err := c.Resolve(context.Background(), mustRef(t, ref))
 					checkClientCertError(t, err, front.host, v.causes)
-					if n := front.conns.accepted.Load() - before; n != 1 {
-						t.Errorf("Resolve %d: server accepted %d connections, want 1", round, n)
+					// net/http itself may dial once more when a new HTTP/2 connection
+					// fails before the request went out; dls's own retries, the point
+					// here, are counted by Stats and the log below.
+					if n := front.conns.accepted.Load() - before; n < 1 || n > 2 {
+						t.Errorf("Resolve %d: server accepted %d connections, want 1 (2 at "+
+							"most with net/http's own redial)", round, n)
 					}
 				}
 				want := []HostStats{{Host: front.host, Requests: 2}}
