@@ -207,8 +207,9 @@ func (c *counters) transferred(st registry.BlobStats) {
 
 // Stats returns the figures of everything this Fetcher did so far for plan, with elapsed
 // as the duration. Every distinct blob the plan's images need is either downloaded by this
-// run or reused from the cache; blobs of failed images count only when this run stored them. Byte counts are of
-// configs and layers only, as BytesDownloaded counts the bodies of blob GETs.
+// run or reused from the cache; blobs of failed images count only when this run stored
+// them. Byte counts are of configs and layers only, as BytesDownloaded counts the bodies of
+// blob GETs.
 func (f *Fetcher) Stats(plan *Plan, elapsed time.Duration) Stats {
 	f.stats.mu.Lock()
 	s := Stats{BytesDownloaded: f.stats.downloaded, BytesResumed: f.stats.resumed}
