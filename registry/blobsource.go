@@ -44,9 +44,11 @@ func (s blobSource) String() string {
 // host is the host[:port] that concurrency limits and HostStats are kept under.
 func (s blobSource) host() string { return s.base.Host }
 
-// getBlob sends one GET of the blob, with retries. The caller closes the body.
+// getBlob sends one GET of the blob, with retries, over HTTP/1.1 (see transportPair). The
+// caller closes the body.
 func (c *Client) getBlob(ctx context.Context, s blobSource, hdr http.Header,
 	rs *retryStats) (*http.Response, error) {
+	ctx = withBlobTransfer(ctx)
 	if s.ep != nil {
 		return c.send(ctx, apiRequest{ep: s.ep, repo: s.repo, url: s.url, header: hdr,
 			stats: rs})

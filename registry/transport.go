@@ -89,16 +89,37 @@ func origin(u *url.URL) string {
 	return strings.ToLower(u.Scheme + "://" + net.JoinHostPort(u.Hostname(), port))
 }
 
-// hostTransports routes each request to the transport of its host: one with that host's
-// registries.yaml tls settings, or the shared default.
+// hostTransports routes each request to the transports of its host: the pair with that
+// host's registries.yaml tls settings, or the shared default pair.
 type hostTransports struct {
-	byHost map[string]*http.Transport
-	def    *http.Transport
+	byHost map[string]transportPair
+	def    transportPair
 }
 
-// newHostTransports builds the default transport and one per configs entry with tls.
+// transportPair is one host's transports: api for pings, tokens and manifests, which may
+// speak HTTP/2, and blobs for blob bodies, HTTP/1.1 only. Over HTTP/2 every concurrent blob
+// of a host would share one TCP connection, and a long fat link caps each flow: parallel
+// downloads gain only as parallel connections.
+type transportPair struct {
+	api, blobs *http.Transport
+}
+
+func newTransportPair(tc *tls.Config, idle time.Duration) transportPair {
+	return transportPair{api: newTransport(tc, idle, true), blobs: newTransport(tc, idle, false)}
+}
+
+// blobTransferKey marks a request context as a blob body's (withBlobTransfer).
+type blobTransferKey struct{}
+
+// withBlobTransfer marks ctx for blob GETs, which hostTransports sends over the host's
+// HTTP/1.1 transport, redirects to another host included.
+func withBlobTransfer(ctx context.Context) context.Context {
+	return context.WithValue(ctx, blobTransferKey{}, true)
+}
+
+// newHostTransports builds the default pair and one per configs entry with tls.
 func newHostTransports(cfg *RegistriesConfig, idle time.Duration) (*hostTransports, error) {
-	ht := &hostTransports{byHost: map[string]*http.Transport{}, def: newTransport(nil, idle)}
+	ht := &hostTransports{byHost: map[string]transportPair{}, def: newTransportPair(nil, idle)}
 	if cfg == nil {
 		return ht, nil
 	}
@@ -110,39 +131,44 @@ func newHostTransports(cfg *RegistriesConfig, idle time.Duration) (*hostTranspor
 		if err != nil {
 			return nil, fmt.Errorf("configs %q: %w", host, err)
 		}
-		ht.byHost[strings.ToLower(host)] = newTransport(tc, idle)
+		ht.byHost[strings.ToLower(host)] = newTransportPair(tc, idle)
 	}
 	return ht, nil
 }
 
 // RoundTrip implements http.RoundTripper.
 func (ht *hostTransports) RoundTrip(req *http.Request) (*http.Response, error) {
-	host := strings.ToLower(req.URL.Host)
-	if t, ok := ht.byHost[host]; ok {
-		return t.RoundTrip(req)
+	pair, ok := ht.byHost[strings.ToLower(req.URL.Host)]
+	if !ok {
+		pair, ok = ht.byHost[strings.ToLower(req.URL.Hostname())]
 	}
-	if t, ok := ht.byHost[strings.ToLower(req.URL.Hostname())]; ok {
-		return t.RoundTrip(req)
+	if !ok {
+		pair = ht.def
 	}
-	return ht.def.RoundTrip(req)
+
+	if req.Context().Value(blobTransferKey{}) != nil {
+		return pair.blobs.RoundTrip(req)
+	}
+	return pair.api.RoundTrip(req)
 }
 
-// newTransport is a pooled transport honouring HTTPS_PROXY and NO_PROXY. A response whose
-// headers take longer than idle is abandoned, like a stalled body. It picks client
-// certificates from tc (nil: none) through withClientCertProbe, so a server that demands
-// one is told apart from one that cannot be reached.
-func newTransport(tc *tls.Config, idle time.Duration) *http.Transport {
+// newTransport is a pooled transport honouring HTTPS_PROXY and NO_PROXY, speaking HTTP/2
+// where the server offers it when h2. A response whose headers take longer than idle is
+// abandoned, like a stalled body. It picks client certificates from tc (nil: none) through
+// withClientCertProbe, so a server that demands one is told apart from one that cannot be
+// reached.
+func newTransport(tc *tls.Config, idle time.Duration, h2 bool) *http.Transport {
+	if tc != nil {
+		tc = tc.Clone() // withClientCertProbe sets a hook on it; each transport its own
+	}
+
 	return &http.Transport{
 		Proxy: envProxy(),
 		DialContext: (&net.Dialer{
 			Timeout:   dialTimeout,
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
-		// TODO: over HTTP/2 every concurrent blob of a host shares one TCP connection, so
-		// on a link that caps each flow (long fat pipes) parallel downloads gain nothing;
-		// make bench measures plain HTTP only. Blob GETs over HTTP/1.1, one connection
-		// each, would keep the parallel flows; not measured against a TLS registry yet.
-		ForceAttemptHTTP2:     true,
+		ForceAttemptHTTP2:     h2,
 		TLSClientConfig:       withClientCertProbe(tc),
 		TLSHandshakeTimeout:   tlsHandshakeTimeout,
 		ResponseHeaderTimeout: idle,

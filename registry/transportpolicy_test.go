@@ -147,6 +147,8 @@ type tlsFront struct {
 type servedRequest struct {
 	proto, version string
 	client         string // the client certificate's common name; "" for none
+	path           string
+	remote         string // the client's address: one per connection
 }
 
 // startTLSFrontWith serves reg over HTTPS with cfg, HTTP/1.1 only, until the test ends.
@@ -171,7 +173,8 @@ func serveTLSFront(t testing.TB, reg *registrytest.Registry, cfg *tls.Config,
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(
 		func(w http.ResponseWriter, r *http.Request) {
-			req := servedRequest{proto: r.Proto, version: tls.VersionName(r.TLS.Version)}
+			req := servedRequest{proto: r.Proto, version: tls.VersionName(r.TLS.Version),
+				path: r.URL.Path, remote: r.RemoteAddr}
 			if len(r.TLS.PeerCertificates) > 0 {
 				req.client = r.TLS.PeerCertificates[0].Subject.CommonName
 			}
@@ -217,6 +220,14 @@ func (f *tlsFront) servedSince(n int) []string {
 		out = append(out, req.proto+" "+req.version+" "+client)
 	}
 	return out
+}
+
+// requests returns every request served so far.
+func (f *tlsFront) requests() []servedRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	return slices.Clone(f.served)
 }
 
 // servedCount is how many requests got past the handshake so far.
