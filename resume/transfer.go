@@ -82,13 +82,20 @@ func (f *Fetcher) Transfer(ctx context.Context, plan *Plan) error {
 // Ties break on digest so the schedule is the same on every run.
 func (f *Fetcher) jobs(plan *Plan) []*job {
 	byDigest := map[digest.Digest]*job{}
+	// present are the blobs found in the cache: Has opens the file and may hash it, so a
+	// layer that many images share is checked once.
+	present := map[digest.Digest]bool{}
 	var jobs []*job
 	for _, pi := range plan.Images {
 		for _, desc := range pi.Image.Blobs {
-			if f.store.Has(desc) {
+			if present[desc.Digest] {
 				continue
 			}
 			j, ok := byDigest[desc.Digest]
+			if !ok && f.store.Has(desc) {
+				present[desc.Digest] = true
+				continue
+			}
 			if !ok {
 				j = &job{desc: desc, ref: pi.Ref}
 				byDigest[desc.Digest] = j
