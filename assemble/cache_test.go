@@ -148,3 +148,83 @@ func TestWriteHashesFilesTheCacheDidNotVerify(t *testing.T) {
 			layer.Digest, err)
 	}
 }
+
+// Into a plain archive file, blobs the cache vouches for are copied by the kernel, and the
+// archive is byte for byte the stream Write sends through user space to a buffer.
+func TestKernelCopyWritesTheSameArchive(t *testing.T) {
+	for _, tc := range archiveCases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestSource(t)
+			names, want, _ := tc.build(t, s)
+			c := cacheFrom(t, s)
+			buffered, res := writeArchive(t, c, quietOptions(names...))
+
+			images, err := prepare(context.Background(), c, quietOptions(names...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts, err := splitContent(images, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "images.tar")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+
+			stream := newTarStream(nopCloser{f}, quietOptions().logger())
+			n, err := stream.writeContent(context.Background(), c, parts[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if stream.kernelCopies != res.Blobs || stream.hashed != 0 {
+				t.Errorf("%d blobs copied by the kernel, %d hashed; want %d and 0",
+					stream.kernelCopies, stream.hashed, res.Blobs)
+			}
+			if n != int64(len(got)) || !bytes.Equal(got, buffered) {
+				t.Errorf("file of %d bytes (%d counted) differs from the %d-byte stream",
+					len(got), n, len(buffered))
+			}
+			checkArchive(t, s, got, want)
+		})
+	}
+}
+
+// Only a regular file takes kernel copies: a pipe (dls assemble -o - | …) and a buffer
+// take the buffered copy.
+func TestRegularFileOutput(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	f, err := os.Create(filepath.Join(t.TempDir(), "images.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	cases := []struct {
+		name string
+		w    io.Writer
+		want *os.File
+	}{
+		{"file", f, f},
+		{"file in a nopCloser", nopCloser{f}, f},
+		{"pipe", w, nil},
+		{"buffer", &bytes.Buffer{}, nil},
+	}
+	for _, tc := range cases {
+		if got := regularFile(tc.w); got != tc.want {
+			t.Errorf("%s: regularFile = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

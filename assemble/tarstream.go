@@ -2,12 +2,14 @@ package assemble
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -29,12 +31,22 @@ const (
 // epoch is every entry's modification time: a fixed time makes archives reproducible.
 var epoch = time.Unix(0, 0)
 
+// tarBlockSize is tar's unit: every header and every padded body is a whole number of them.
+const tarBlockSize = 512
+
 // tarStream writes one archive's entries. Headers carry only name, type, mode, size and
 // the epoch time: uid/gid 0 and no user or group names, whoever runs dls. Go's writer picks
 // ustar and switches to PAX only for an entry over 8 GiB.
+//
+// archive/tar makes each header, but the stream frames the entries itself (header, body,
+// zero padding to a block, two zero blocks at the end: the bytes tar.Writer writes), because
+// tar.Writer takes bodies only through Write. Framed here, a body can go from the blob file
+// to the archive file by copy_file_range, inside the kernel, instead of through a buffer.
 type tarStream struct {
-	tw      *tar.Writer
 	counter *countingWriter
+	// file is the archive when it is a regular file written as it is (no compression), the
+	// target of kernel copies; nil otherwise.
+	file *os.File
 	// bufs are the chunk buffers of copyVerified: two, so one is read while the other is
 	// written.
 	bufs [2][]byte
@@ -42,16 +54,38 @@ type tarStream struct {
 	// rehash hashes every blob (Options.Rehash); hashed counts the blobs hashed.
 	rehash bool
 	hashed int
+	// kernelCopies counts the blobs copyKernel wrote.
+	kernelCopies int
 }
 
 func newTarStream(w io.Writer, log *slog.Logger) *tarStream {
-	counter := &countingWriter{w: w}
 	return &tarStream{
-		tw:      tar.NewWriter(counter),
-		counter: counter,
+		counter: &countingWriter{w: w},
+		file:    regularFile(w),
 		bufs:    [2][]byte{make([]byte, copyBufferSize), make([]byte, copyBufferSize)},
 		log:     log,
 	}
+}
+
+// regularFile returns w when it is an *os.File open on a regular file, bare or in the
+// nopCloser of an uncompressed output, else nil. Pipes and terminals (dls assemble -o - | …)
+// take the buffered copy.
+func regularFile(w io.Writer) *os.File {
+	if nc, ok := w.(nopCloser); ok {
+		w = nc.Writer
+	}
+
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+
+	return f
 }
 
 // writeContent writes c's metadata files, then the blobs directories, then every blob in
@@ -65,7 +99,10 @@ func (s *tarStream) writeContent(ctx context.Context, src Source, c content) (in
 			return s.counter.n, err
 		}
 
-		_, err = s.tw.Write(f.data)
+		_, err = s.counter.Write(f.data)
+		if err == nil {
+			err = s.pad(int64(len(f.data)))
+		}
 		if err != nil {
 			return s.counter.n, fmt.Errorf("write %s: %w", f.name, err)
 		}
@@ -76,7 +113,7 @@ func (s *tarStream) writeContent(ctx context.Context, src Source, c content) (in
 		return s.counter.n, err
 	}
 
-	err = s.tw.Close()
+	_, err = s.counter.Write(make([]byte, 2*tarBlockSize))
 	if err != nil {
 		return s.counter.n, fmt.Errorf("finish archive: %w", err)
 	}
@@ -112,20 +149,46 @@ func (s *tarStream) writeBlobs(ctx context.Context, src Source, blobs []ocispec.
 	return nil
 }
 
-// header writes the header of one entry.
+// header writes the header of one entry; its body, if any, follows, then pad.
 func (s *tarStream) header(name string, typeflag byte, mode, size int64) error {
-	err := s.tw.WriteHeader(&tar.Header{
+	blocks, err := headerBlocks(&tar.Header{
 		Typeflag: typeflag,
 		Name:     name,
 		Mode:     mode,
 		Size:     size,
 		ModTime:  epoch,
 	})
+	if err == nil {
+		_, err = s.counter.Write(blocks)
+	}
 	if err != nil {
 		return fmt.Errorf("write header of %s: %w", name, err)
 	}
 
 	return nil
+}
+
+// headerBlocks returns the blocks archive/tar writes for hdr: one ustar block, or a PAX
+// entry and a block when a field does not fit ustar. tar.Writer writes a header as soon as
+// it is given, so a writer of its own into a buffer yields exactly those bytes.
+func headerBlocks(hdr *tar.Header) ([]byte, error) {
+	var buf bytes.Buffer
+	err := tar.NewWriter(&buf).WriteHeader(hdr)
+	if err != nil {
+		return nil, err
+	}
+
+	return buf.Bytes(), nil
+}
+
+// zeroBlock is the padding source.
+var zeroBlock [tarBlockSize]byte
+
+// pad writes the zeros that fill the last block of a body of size bytes.
+func (s *tarStream) pad(size int64) error {
+	n := (tarBlockSize - size%tarBlockSize) % tarBlockSize
+	_, err := s.counter.Write(zeroBlock[:n])
+	return err
 }
 
 // copyBlob writes blob desc from src. A blob whose file src vouches for (Source.Unchanged:
@@ -135,8 +198,7 @@ func (s *tarStream) header(name string, typeflag byte, mode, size int64) error {
 // disk is re-hashed in full, and one assembled where it was fetched is copied at the speed
 // of cat instead of hashing every byte a second time.
 //
-// The copy goes through user space: tar.Writer offers no ReadFrom, so copy_file_range could
-// not be reached without writing tar framing by hand.
+// A vouched-for blob going into a plain archive file is copied by the kernel (copyKernel).
 func (s *tarStream) copyBlob(ctx context.Context, src Source, desc ocispec.Descriptor) error {
 	f, err := src.OpenBlob(desc.Digest)
 	if err != nil {
@@ -155,11 +217,18 @@ func (s *tarStream) copyBlob(ctx context.Context, src Source, desc ocispec.Descr
 	}
 
 	trusted := !s.rehash && fi.Size() == desc.Size && src.Unchanged(desc.Digest, f)
-	if trusted {
+	switch {
+	case trusted && s.file != nil:
+		s.kernelCopies++
+		err = s.copyKernel(ctx, f, desc)
+	case trusted:
 		err = s.copyPlain(ctx, f, desc)
-	} else {
+	default:
 		s.hashed++
 		err = s.copyVerified(ctx, f, desc)
+	}
+	if err == nil {
+		err = s.pad(desc.Size)
 	}
 	if err != nil {
 		return fmt.Errorf("copy blob %s: %w", desc.Digest, err)
@@ -190,9 +259,42 @@ func (s *tarStream) copyPlain(ctx context.Context, r io.Reader, desc ocispec.Des
 			return err
 		}
 
-		_, err = s.tw.Write(buf[:n])
+		_, err = s.counter.Write(buf[:n])
 		if err != nil {
 			return err
+		}
+	}
+
+	return nil
+}
+
+// kernelCopyChunk is how much copyKernel hands the kernel at once: it checks ctx between
+// chunks, so an interrupt is not kept waiting for a whole multi-GB layer.
+const kernelCopyChunk = 64 << 20
+
+// copyKernel copies desc.Size bytes of f to the end of s.file. The os package turns a copy
+// between two files into copy_file_range, which on one file system moves the bytes from page
+// cache to page cache without a trip through user space (or shares the extents, where the
+// file system can), and falls back to read and write where the kernel cannot. A file
+// holding fewer bytes than desc.Size fails with cache.ErrCorrupt.
+func (s *tarStream) copyKernel(ctx context.Context, f *os.File, desc ocispec.Descriptor,
+) error {
+	var done int64
+	for done < desc.Size {
+		err := ctx.Err()
+		if err != nil {
+			return err
+		}
+
+		n, err := io.Copy(s.file, io.LimitReader(f, min(kernelCopyChunk, desc.Size-done)))
+		done += n
+		s.counter.n += n
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("it holds %d bytes, %d expected; run dls verify: %w", done,
+				desc.Size, cache.ErrCorrupt)
 		}
 	}
 
@@ -238,7 +340,7 @@ func (s *tarStream) copyVerified(ctx context.Context, r io.Reader, desc ocispec.
 			}
 		}
 
-		_, err := s.tw.Write(c.data)
+		_, err := s.counter.Write(c.data)
 		if err != nil || c.last {
 			return err
 		}

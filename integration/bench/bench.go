@@ -62,6 +62,9 @@ func (b *bench) runAll(ctx context.Context) error {
 		return err
 	}
 	b.corpus, b.buildTime = c, time.Since(start)
+	if b.cfg.serve {
+		return b.serveUntilDone(ctx)
+	}
 
 	steps := []func(context.Context) error{
 		b.direct, b.wan, b.lossy, b.smallList, b.syntheticLs,
@@ -74,6 +77,19 @@ func (b *bench) runAll(ctx context.Context) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// serveUntilDone writes the full list and waits for ctx to end, so that dls can be run,
+// traced or profiled by hand against the corpus.
+func (b *bench) serveUntilDone(ctx context.Context) error {
+	list, _, err := b.writeList("serve.txt", b.reg.Host, len(b.corpus.tags))
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(os.Stderr, "bench: serving %s; list %s; interrupt to stop\n", b.reg.URL, list)
+	<-ctx.Done()
 	return nil
 }
 

@@ -28,6 +28,7 @@ type config struct {
 	work, out    string
 	logPath      string
 	keep         bool
+	serve        bool
 	size         int64
 	images       int
 	seed         uint64
@@ -63,6 +64,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.out, "out", "", "also write the report to this file")
 	fs.StringVar(&cfg.logPath, "log", "", "append commands' stderr here (default: in -work)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the work directory")
+	fs.BoolVar(&cfg.serve, "serve", false,
+		"build the corpus, write its list and serve it until interrupted (for profiling)")
 	fs.StringVar(&size, "size", "500M", "distinct linux/amd64 bytes of the corpus (K, M, G)")
 	fs.IntVar(&cfg.images, "images", 40, "images in the corpus")
 	fs.Uint64Var(&cfg.seed, "seed", 1, "seed of the corpus and the proxies' delays")
