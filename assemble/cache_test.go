@@ -46,7 +46,12 @@ func TestWriteFromCache(t *testing.T) {
 // it read-only, as assembling from read-only media does.
 func cacheFrom(tb testing.TB, s *testSource) *cache.Cache {
 	tb.Helper()
-	dir := tb.TempDir()
+	return cacheIn(tb, s, tb.TempDir())
+}
+
+// cacheIn is cacheFrom with the cache in dir.
+func cacheIn(tb testing.TB, s *testSource, dir string) *cache.Cache {
+	tb.Helper()
 	c, err := cache.Open(dir, cache.Options{Logger: quietOptions().Logger})
 	if err != nil {
 		tb.Fatal(err)

@@ -27,9 +27,10 @@ func tarEntrySize(size int64) int64 {
 }
 
 // tarSize is the exact size of the tar stream writeContent writes for c: metadata files,
-// blobs/ and one directory per digest algorithm, the blobs, and the two-block trailer.
-func (c content) tarSize() int64 {
-	n := int64(2 * tarBlock)
+// blobs/ and one directory per digest algorithm, the blobs with their aligned headers
+// (blobHeader), and the two-block trailer.
+func (c content) tarSize() (int64, error) {
+	var n int64
 	for _, f := range c.files {
 		n += tarEntrySize(int64(len(f.data)))
 	}
@@ -42,10 +43,15 @@ func (c content) tarSize() int64 {
 			n += tarEntrySize(0)
 		}
 
-		n += tarEntrySize(b.Size)
+		blocks, err := blobHeader(n, blobPath(b.Digest), b.Size)
+		if err != nil {
+			return 0, err
+		}
+
+		n += int64(len(blocks)) + (b.Size+tarBlock-1)/tarBlock*tarBlock
 	}
 
-	return n
+	return n + 2*tarBlock, nil
 }
 
 // splitContent groups images (sorted by name) into as few archives as fit, in name order:
@@ -98,7 +104,16 @@ func checkFits(c content, maxSize int64) error {
 			size, maxManifestJSON)
 	}
 
-	if size := c.tarSize(); maxSize > 0 && size > maxSize {
+	if maxSize <= 0 {
+		return nil
+	}
+
+	size, err := c.tarSize()
+	if err != nil {
+		return err
+	}
+
+	if size > maxSize {
 		return fmt.Errorf("it would be %d bytes, over the maximum archive size of %d",
 			size, maxSize)
 	}

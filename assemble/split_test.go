@@ -28,8 +28,9 @@ func TestTarSizeIsExact(t *testing.T) {
 			}
 
 			data, _ := writeArchive(t, s, quietOptions(names...))
-			if c.tarSize() != int64(len(data)) {
-				t.Errorf("tarSize %d, archive %d bytes", c.tarSize(), len(data))
+			size, err := c.tarSize()
+			if err != nil || size != int64(len(data)) {
+				t.Errorf("tarSize %d, %v; archive %d bytes", size, err, len(data))
 			}
 		})
 	}
@@ -65,7 +66,7 @@ func newSplitFixture(t *testing.T, s *testSource) splitFixture {
 	f := splitFixture{
 		a: s.buildManifest(t, linuxAMD64, randomBytes(rng, 10000)),
 		b: s.buildManifest(t, linuxAMD64, shared, randomBytes(rng, 10000)),
-		c: s.buildManifest(t, linuxAMD64, shared, randomBytes(rng, 15000)),
+		c: s.buildManifest(t, linuxAMD64, shared, randomBytes(rng, 20000)),
 		d: s.buildManifest(t, linuxAMD64, randomBytes(rng, 8000)),
 	}
 	for i, m := range []builtManifest{f.a, f.b, f.c, f.d} {
@@ -108,7 +109,12 @@ func contentSize(t *testing.T, s *testSource, names ...string) int64 {
 		t.Fatal(err)
 	}
 
-	return c.tarSize()
+	size, err := c.tarSize()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return size
 }
 
 func TestWriteFileSplitsBySize(t *testing.T) {

@@ -31,9 +31,6 @@ const (
 // epoch is every entry's modification time: a fixed time makes archives reproducible.
 var epoch = time.Unix(0, 0)
 
-// tarBlockSize is tar's unit: every header and every padded body is a whole number of them.
-const tarBlockSize = 512
-
 // tarStream writes one archive's entries. Headers carry only name, type, mode, size and
 // the epoch time: uid/gid 0 and no user or group names, whoever runs dls. Go's writer picks
 // ustar and switches to PAX only for an entry over 8 GiB.
@@ -113,7 +110,7 @@ func (s *tarStream) writeContent(ctx context.Context, src Source, c content) (in
 		return s.counter.n, err
 	}
 
-	_, err = s.counter.Write(make([]byte, 2*tarBlockSize))
+	_, err = s.counter.Write(make([]byte, 2*tarBlock))
 	if err != nil {
 		return s.counter.n, fmt.Errorf("finish archive: %w", err)
 	}
@@ -182,11 +179,11 @@ func headerBlocks(hdr *tar.Header) ([]byte, error) {
 }
 
 // zeroBlock is the padding source.
-var zeroBlock [tarBlockSize]byte
+var zeroBlock [tarBlock]byte
 
 // pad writes the zeros that fill the last block of a body of size bytes.
 func (s *tarStream) pad(size int64) error {
-	n := (tarBlockSize - size%tarBlockSize) % tarBlockSize
+	n := (tarBlock - size%tarBlock) % tarBlock
 	_, err := s.counter.Write(zeroBlock[:n])
 	return err
 }
@@ -211,9 +208,13 @@ func (s *tarStream) copyBlob(ctx context.Context, src Source, desc ocispec.Descr
 		return fmt.Errorf("open blob %s: %w", desc.Digest, err)
 	}
 
-	err = s.header(blobPath(desc.Digest), tar.TypeReg, fileMode, desc.Size)
+	name := blobPath(desc.Digest)
+	blocks, err := blobHeader(s.counter.n, name, desc.Size)
+	if err == nil {
+		_, err = s.counter.Write(blocks)
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("write header of %s: %w", name, err)
 	}
 
 	trusted := !s.rehash && fi.Size() == desc.Size && src.Unchanged(desc.Digest, f)
