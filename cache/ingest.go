@@ -20,7 +20,16 @@ type Ingest struct {
 	f        *os.File // nil once committed or closed
 	digester digest.Digester
 	offset   int64
+	// flushed is the offset up to which writeback has been started (startWriteback).
+	flushed int64
 }
+
+// writebackChunk is how many bytes an Ingest lets pile up in the page cache before it asks
+// the kernel to start writing them. Left alone, the kernel starts only once 10% of memory
+// is dirty or after 30 s, so a layer of hundreds of MB sat in memory until Commit's fsync
+// wrote all of it while the download waited; started as the bytes arrive, the writing
+// overlaps the download and the fsync finds little left.
+const writebackChunk = 8 << 20
 
 // Ingest opens the partial download of desc, re-hashing the bytes already on disk, which
 // costs one read of them. It fails with ErrInUse while another Ingest of this process holds
@@ -94,6 +103,7 @@ func (c *Cache) openIngest(desc ocispec.Descriptor) (*Ingest, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("hash partial %s: %w", path, err), f.Close())
 	}
+	w.flushed = w.offset
 
 	if w.offset > desc.Size {
 		c.log.Warn("partial download is longer than its blob; starting over",
@@ -135,6 +145,11 @@ func (w *Ingest) Write(p []byte) (int, error) {
 		return n, fmt.Errorf("write blob %s: %w", w.desc.Digest, err)
 	}
 
+	if w.offset-w.flushed >= writebackChunk {
+		startWriteback(w.f, w.flushed, w.offset-w.flushed)
+		w.flushed = w.offset
+	}
+
 	return n, nil
 }
 
@@ -153,7 +168,7 @@ func (w *Ingest) Reset() error {
 	}
 
 	w.digester = w.desc.Digest.Algorithm().Digester()
-	w.offset = 0
+	w.offset, w.flushed = 0, 0
 
 	return nil
 }
