@@ -4,8 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // blobHeader ends on the boundary from every block offset, for ustar-sized bodies, bodies
@@ -87,4 +93,54 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// GNU tar, a reader outside Go, lists an archive with aligned bodies as its entries alone
+// (no PaxHeaders.0 entries) and extracts each blob's exact bytes.
+func TestGNUTarReadsAlignedArchive(t *testing.T) {
+	s := newTestSource(t)
+	rng := newRand(t, 60)
+	m := s.buildManifest(t, linuxAMD64, randomBytes(rng, 3*bodyAlign+17), randomBytes(rng, 700))
+	img := s.singleImage("docker.io/library/aligned:1", m)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "images.tar")
+	data := writeFile(t, s, path, img.Name)
+
+	var want []string
+	padded := 0
+	for _, e := range readArchive(t, data) {
+		want = append(want, e.hdr.Name)
+		if _, ok := e.hdr.PAXRecords["comment"]; ok {
+			padded++
+		}
+	}
+	if padded != 1 {
+		t.Fatalf("%d entries padded by a pax comment, want 1 (the layer)", padded)
+	}
+	out, err := exec.Command("tar", "-tf", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tar -tf: %v\n%s", err, out)
+	}
+	if got := strings.Fields(string(out)); !slices.Equal(got, want) {
+		t.Errorf("tar -tf lists %q, want %q", got, want)
+	}
+
+	extracted := filepath.Join(dir, "x")
+	if err := os.Mkdir(extracted, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command("tar", "-xf", path, "-C", extracted).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tar -xf: %v\n%s", err, out)
+	}
+	for _, b := range m.blobs() {
+		got, err := os.ReadFile(filepath.Join(extracted, "blobs", "sha256", b.Digest.Encoded()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if digest.FromBytes(got) != b.Digest {
+			t.Errorf("GNU tar extracted %d bytes for %s, hashing to %s", len(got), b.Digest,
+				digest.FromBytes(got))
+		}
+	}
 }

@@ -96,6 +96,10 @@ type Result struct {
 	// Hashed is the number of blobs hashed while copied (see Options.Rehash); the others
 	// were copied as the files the cache verified when they entered it.
 	Hashed int
+	// Cloned is the number of blobs whose bytes the archive shares with the cache's files
+	// (XFS with reflink, btrfs): written without copying, and taking no disk space of their
+	// own until one of the two files is changed.
+	Cloned int
 }
 
 func (o Options) logger() *slog.Logger {

@@ -102,6 +102,7 @@ func writeParts(ctx context.Context, src Source, paths []string, comp compressio
 		total.Blobs += res.Blobs
 		total.Bytes += res.Bytes
 		total.Hashed += res.Hashed
+		total.Cloned += res.Cloned
 	}
 
 	return tmps, total, nil

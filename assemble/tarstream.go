@@ -37,12 +37,13 @@ var epoch = time.Unix(0, 0)
 //
 // archive/tar makes each header, but the stream frames the entries itself (header, body,
 // zero padding to a block, two zero blocks at the end: the bytes tar.Writer writes), because
-// tar.Writer takes bodies only through Write. Framed here, a body can go from the blob file
-// to the archive file by copy_file_range, inside the kernel, instead of through a buffer.
+// tar.Writer takes bodies only through Write. Framed here, a body can be cloned from the
+// blob file into the archive file (cloneRange) instead of copied.
 type tarStream struct {
 	counter *countingWriter
-	// file is the archive when it is a regular file written as it is (no compression), the
-	// target of kernel copies; nil otherwise.
+	// file is the archive when it is a regular file written as it is (no compression), where
+	// bodies may be cloned; nil otherwise, and once a clone has failed: the file system
+	// cannot share extents, and every blob would fail alike.
 	file *os.File
 	// bufs are the chunk buffers of copyVerified: two, so one is read while the other is
 	// written.
@@ -51,8 +52,8 @@ type tarStream struct {
 	// rehash hashes every blob (Options.Rehash); hashed counts the blobs hashed.
 	rehash bool
 	hashed int
-	// kernelCopies counts the blobs copyKernel wrote.
-	kernelCopies int
+	// cloned counts the blobs whose bodies share the cache file's extents.
+	cloned int
 }
 
 func newTarStream(w io.Writer, log *slog.Logger) *tarStream {
@@ -66,7 +67,7 @@ func newTarStream(w io.Writer, log *slog.Logger) *tarStream {
 
 // regularFile returns w when it is an *os.File open on a regular file, bare or in the
 // nopCloser of an uncompressed output, else nil. Pipes and terminals (dls assemble -o - | …)
-// take the buffered copy.
+// are never cloned into.
 func regularFile(w io.Writer) *os.File {
 	if nc, ok := w.(nopCloser); ok {
 		w = nc.Writer
@@ -195,7 +196,7 @@ func (s *tarStream) pad(size int64) error {
 // disk is re-hashed in full, and one assembled where it was fetched is copied at the speed
 // of cat instead of hashing every byte a second time.
 //
-// A vouched-for blob going into a plain archive file is copied by the kernel (copyKernel).
+// A vouched-for blob going into a plain archive file may share its extents (cloneOrCopy).
 func (s *tarStream) copyBlob(ctx context.Context, src Source, desc ocispec.Descriptor) error {
 	f, err := src.OpenBlob(desc.Digest)
 	if err != nil {
@@ -219,9 +220,8 @@ func (s *tarStream) copyBlob(ctx context.Context, src Source, desc ocispec.Descr
 
 	trusted := !s.rehash && fi.Size() == desc.Size && src.Unchanged(desc.Digest, f)
 	switch {
-	case trusted && s.file != nil:
-		s.kernelCopies++
-		err = s.copyKernel(ctx, f, desc)
+	case trusted && desc.Size >= bodyAlign && s.file != nil:
+		err = s.cloneOrCopy(ctx, f, desc)
 	case trusted:
 		err = s.copyPlain(ctx, f, desc)
 	default:
@@ -269,36 +269,35 @@ func (s *tarStream) copyPlain(ctx context.Context, r io.Reader, desc ocispec.Des
 	return nil
 }
 
-// kernelCopyChunk is how much copyKernel hands the kernel at once: it checks ctx between
-// chunks, so an interrupt is not kept waiting for a whole multi-GB layer.
-const kernelCopyChunk = 64 << 20
-
-// copyKernel copies desc.Size bytes of f to the end of s.file. The os package turns a copy
-// between two files into copy_file_range, which on one file system moves the bytes from page
-// cache to page cache without a trip through user space (or shares the extents, where the
-// file system can), and falls back to read and write where the kernel cannot. A file
-// holding fewer bytes than desc.Size fails with cache.ErrCorrupt.
-func (s *tarStream) copyKernel(ctx context.Context, f *os.File, desc ocispec.Descriptor,
+// cloneOrCopy puts f's body, desc.Size bytes at a bodyAlign boundary of the stream, into
+// s.file by sharing f's extents, or copies it (copyPlain) where the file system cannot. The
+// clone goes to the file's own offset, which is the stream's unless the stream started
+// inside an existing file (dls assemble -o - >> file): then the boundary does not hold, the
+// clone fails, and the copy writes the same bytes.
+//
+// Cloning is not done with copy_file_range, which the os package would make of a copy
+// between two files: on file systems that cannot share extents (ext4) it copies page by page
+// through a pipe, 18% slower here than the buffered copy.
+func (s *tarStream) cloneOrCopy(ctx context.Context, f *os.File, desc ocispec.Descriptor,
 ) error {
-	var done int64
-	for done < desc.Size {
-		err := ctx.Err()
-		if err != nil {
-			return err
-		}
-
-		n, err := io.Copy(s.file, io.LimitReader(f, min(kernelCopyChunk, desc.Size-done)))
-		done += n
-		s.counter.n += n
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("it holds %d bytes, %d expected; run dls verify: %w", done,
-				desc.Size, cache.ErrCorrupt)
-		}
+	off, err := s.file.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
 	}
 
+	if !cloneRange(s.file, off, f, desc.Size) {
+		s.log.Debug("cannot share extents with the cache; copying", "archive", s.file.Name())
+		s.file = nil
+		return s.copyPlain(ctx, f, desc)
+	}
+
+	_, err = s.file.Seek(off+desc.Size, io.SeekStart)
+	if err != nil {
+		return err
+	}
+
+	s.counter.n += desc.Size
+	s.cloned++
 	return nil
 }
 

@@ -96,8 +96,9 @@ func writeContent(ctx context.Context, src Source, w io.Writer, c content, opts 
 		return Result{}, err
 	}
 
-	res := Result{Images: len(c.images), Blobs: len(c.blobs), Bytes: n, Hashed: s.hashed}
+	res := Result{Images: len(c.images), Blobs: len(c.blobs), Bytes: n, Hashed: s.hashed,
+		Cloned: s.cloned}
 	opts.logger().Info("wrote archive", "images", res.Images, "blobs", res.Blobs,
-		"bytes", res.Bytes, "hashed", res.Hashed)
+		"bytes", res.Bytes, "hashed", res.Hashed, "cloned", res.Cloned)
 	return res, nil
 }

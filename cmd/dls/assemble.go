@@ -76,8 +76,13 @@ func (c *assembleCmd) Run(ctx context.Context, e *env) error {
 		return fmt.Errorf("assemble %s: %w", c.Output, err)
 	}
 
-	_, err = fmt.Fprintf(e.stdout, "wrote %s: %d images, %d blobs (%d hashed), %s\n",
-		strings.Join(res.Files, ", "), res.Images, res.Blobs, res.Hashed, humanBytes(res.Bytes))
+	shared := ""
+	if res.Cloned > 0 {
+		shared = fmt.Sprintf(", %d sharing the cache's disk blocks", res.Cloned)
+	}
+	_, err = fmt.Fprintf(e.stdout, "wrote %s: %d images, %d blobs (%d hashed%s), %s\n",
+		strings.Join(res.Files, ", "), res.Images, res.Blobs, res.Hashed, shared,
+		humanBytes(res.Bytes))
 	return err
 }
 

@@ -16,13 +16,41 @@ import (
 const assembleRounds = 5
 
 // assembleVsCat times dls assemble of the cold run's cache again, and cat of the same blob
-// files into one file followed by an fsync (assemble fsyncs its archive too). Both read
-// blobs the fetch just wrote, so both find them in the page cache.
+// files into one file followed by an fsync (assemble fsyncs its archive too), and records
+// the medians as the figures of the target. Both read blobs the fetch just wrote, so both
+// find them in the page cache.
 func (b *bench) assembleVsCat(ctx context.Context, cacheDir, list string) error {
+	m, err := b.measureAssembleVsCat(ctx, cacheDir, list, b.cfg.work)
+	if err != nil {
+		return err
+	}
+
+	b.fig.asm, b.fig.cat = m.asm.elapsed, m.cat.elapsed
+	b.addFact("dls assemble (page cache warm)", "median of %d: %s, %s/s of blobs, "+
+		"peak RSS %s", assembleRounds, seconds(m.asm.elapsed),
+		human(rate(m.total, m.asm.elapsed)), rssText(m.asm.maxRSS))
+	b.addFact("cat of the same blob files + fsync", "median of %d: %s, %s/s (%d files, %s)",
+		assembleRounds, seconds(m.cat.elapsed), human(rate(m.total, m.cat.elapsed)), m.files,
+		human(m.total))
+	b.addFact("dls assemble ÷ cat", "%.2f×", m.asm.elapsed.Seconds()/m.cat.elapsed.Seconds())
+	return nil
+}
+
+// asmVsCat is what measureAssembleVsCat measured: the median runs, and the blob files.
+type asmVsCat struct {
+	asm, cat childResult
+	files    int
+	total    int64
+}
+
+// measureAssembleVsCat runs dls assemble and cat of the cache's blob files, alternating,
+// assembleRounds times each, writing into outDir, and returns the median runs.
+func (b *bench) measureAssembleVsCat(ctx context.Context, cacheDir, list, outDir string,
+) (asmVsCat, error) {
 	blobDir := filepath.Join(cacheDir, "blobs", "sha256")
 	entries, err := os.ReadDir(blobDir)
 	if err != nil {
-		return fmt.Errorf("list cached blobs: %w", err)
+		return asmVsCat{}, fmt.Errorf("list cached blobs: %w", err)
 	}
 	var files []string
 	var total int64
@@ -34,7 +62,7 @@ func (b *bench) assembleVsCat(ctx context.Context, cacheDir, list string) error 
 	}
 	slices.Sort(files)
 
-	archive, catOut := b.path("again-dls.tar"), b.path("cat.out")
+	archive, catOut := filepath.Join(outDir, "again-dls.tar"), filepath.Join(outDir, "cat.out")
 	defer os.Remove(archive)
 	defer os.Remove(catOut)
 	script := `out=$1; shift; cat -- "$@" > "$out" && sync -- "$out"`
@@ -50,21 +78,12 @@ func (b *bench) assembleVsCat(ctx context.Context, cacheDir, list string) error 
 		freshOutput(catOut)
 		c := runChild(ctx, b.cfg.logPath, "sh", catArgs...)
 		if err := firstErr(a.err, c.err); err != nil {
-			return err
+			return asmVsCat{}, err
 		}
 		asm, cat = append(asm, a), append(cat, c)
 	}
 
-	a, c := median(asm), median(cat)
-	b.fig.asm, b.fig.cat = a.elapsed, c.elapsed
-	b.addFact("dls assemble (page cache warm)", "median of %d: %s, %s/s of blobs, "+
-		"peak RSS %s", assembleRounds, seconds(a.elapsed), human(rate(total, a.elapsed)),
-		rssText(a.maxRSS))
-	b.addFact("cat of the same blob files + fsync", "median of %d: %s, %s/s (%d files, %s)",
-		assembleRounds, seconds(c.elapsed), human(rate(total, c.elapsed)), len(files),
-		human(total))
-	b.addFact("dls assemble ÷ cat", "%.2f×", a.elapsed.Seconds()/c.elapsed.Seconds())
-	return nil
+	return asmVsCat{asm: median(asm), cat: median(cat), files: len(files), total: total}, nil
 }
 
 // freshOutput removes path and syncs the disk, so the next tool starts from the same state.

@@ -67,8 +67,19 @@ func (b *bench) writeReport(w io.Writer, total time.Duration) {
 			b.ratio("lossy", q[0], q[1]))
 	}
 
-	fmt.Fprintf(w, "| dls fetch ÷ disk floor | %s | — | — |\n",
-		b.ratio("direct", "dls fetch", "disk floor"))
+	for _, tool := range []string{"dls fetch", "dls fetch+assemble"} {
+		fmt.Fprintf(w, "| %s ÷ disk floor | %s | — | — |\n", tool,
+			b.ratio("direct", tool, "disk floor"))
+	}
+	if xfs := b.ratio("xfs", "dls fetch", "disk floor"); xfs != "—" {
+		fmt.Fprintf(w, "\n| ratio on XFS with reflink | xfs |\n|---|---:|\n")
+		for _, q := range [][2]string{
+			{"dls fetch", "floor"}, {"dls fetch+assemble", "floor"},
+			{"dls fetch", "disk floor"}, {"dls fetch+assemble", "disk floor"},
+		} {
+			fmt.Fprintf(w, "| %s ÷ %s | %s |\n", q[0], q[1], b.ratio("xfs", q[0], q[1]))
+		}
+	}
 
 	fmt.Fprintf(w, "\n| measurement | figure |\n|---|---|\n")
 	for _, f := range b.facts {
