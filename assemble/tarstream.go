@@ -18,9 +18,12 @@ import (
 	"github.com/dlsproject/dls/cache"
 )
 
-// copyBufferSize is the chunk blobs are copied and hashed in: large enough to amortise
-// system calls on multi-GB layers, small enough to be cheap per archive.
-const copyBufferSize = 1 << 20
+// copyBufferSize is the chunk blobs are copied and hashed in. Measured on the bench's
+// caches (median of 5, page cache warm, against cat's 1.65 s for 2 GiB and 0.46 s for
+// 500 MiB): 64 KiB 1.70 s and 0.48 s, 256 KiB 1.47 s and 0.40 s, 1 MiB 2.76 s and 0.38 s.
+// Past 256 KiB the buffer no longer stays in the CPU's cache between the read and the write
+// of each chunk, which multi-GB layers pay for on every chunk.
+const copyBufferSize = 256 << 10
 
 // Entry modes. Files are 0644 like docker save writes them; directories 0755.
 const (

@@ -27,16 +27,26 @@ type floorResult struct {
 	retries int64
 }
 
+// floorKind is what a floor does with each body.
+type floorKind int
+
+const (
+	// discardFloor drops the bytes: the floor of the targets.
+	discardFloor floorKind = iota
+	// hashFloor hashes them with sha256: the least a fetcher that verifies must do.
+	hashFloor
+	// diskFloor hashes them and writes each blob to a file of its own, fsynced when
+	// complete: the least a fetcher that verifies and keeps what it stores across a power
+	// cut must do.
+	diskFloor
+)
+
 // fetchFloor is the floor every tool is compared with: one process fetching every needed
-// blob once (top-level documents by tag), conc at a time, largest first, bodies discarded,
-// nothing hashed or written. A cut body is continued with a Range request, so the floor
-// also completes through the lossy proxy.
-//
-// With dir set it is the disk floor instead: each body is also hashed with sha256 and
-// written to a file of its own in dir, fsynced when complete: the least any fetcher that
-// verifies what it stores, and keeps it across a power cut, must do.
-func fetchFloor(ctx context.Context, host string, c *corpus, conc int, dir string,
-) (floorResult, error) {
+// blob once (top-level documents by tag), conc at a time, largest first, doing with each
+// body only what kind says (dir holds the disk floor's files). A cut body is continued with
+// a Range request, so the floor also completes through the lossy proxy.
+func fetchFloor(ctx context.Context, host string, c *corpus, conc int, kind floorKind,
+	dir string) (floorResult, error) {
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: conc, DisableCompression: true}}
 	defer client.CloseIdleConnections()
@@ -54,7 +64,7 @@ func fetchFloor(ctx context.Context, host string, c *corpus, conc int, dir strin
 			u = "http://" + host + "/v2/" + b.repo + "/manifests/" + b.desc.Digest.String()
 		}
 		g.Go(func() error {
-			sink, err := newFloorSink(dir, b.desc.Digest.Encoded())
+			sink, err := newFloorSink(kind, dir, b.desc.Digest.Encoded())
 			if err != nil {
 				return err
 			}
@@ -69,18 +79,21 @@ func fetchFloor(ctx context.Context, host string, c *corpus, conc int, dir strin
 		retries: retries.Load()}, err
 }
 
-// floorSink takes one blob's body: discarded, or hashed and written to a file.
+// floorSink takes one blob's body: discarded, hashed, or hashed and written to a file.
 type floorSink struct {
 	io.Writer
-	file *os.File // nil when discarding
-	hash hash.Hash
+	file *os.File  // nil unless writing
+	hash hash.Hash // nil when discarding
 }
 
-// newFloorSink returns a sink discarding the body when dir is "", else one writing it to
-// dir/name through sha256.
-func newFloorSink(dir, name string) (*floorSink, error) {
-	if dir == "" {
+// newFloorSink returns the sink of kind for blob name, its file in dir for the disk floor.
+func newFloorSink(kind floorKind, dir, name string) (*floorSink, error) {
+	switch kind {
+	case discardFloor:
 		return &floorSink{Writer: io.Discard}, nil
+	case hashFloor:
+		h := sha256.New()
+		return &floorSink{Writer: h, hash: h}, nil
 	}
 
 	f, err := os.Create(filepath.Join(dir, name))
@@ -91,15 +104,17 @@ func newFloorSink(dir, name string) (*floorSink, error) {
 	return &floorSink{Writer: io.MultiWriter(h, f), file: f, hash: h}, nil
 }
 
-// finish checks the hash against want, then fsyncs and closes the file, if any.
+// finish fsyncs and closes the file, if any, and checks the hash, if any, against want.
 func (s *floorSink) finish(want digest.Digest) error {
-	if s.file == nil {
-		return nil
+	var err error
+	if s.file != nil {
+		err = errors.Join(s.file.Sync(), s.file.Close())
 	}
-
-	err := errors.Join(s.file.Sync(), s.file.Close())
+	if s.hash == nil {
+		return err
+	}
 	if got := digest.NewDigest(digest.SHA256, s.hash); err == nil && got != want {
-		err = fmt.Errorf("disk floor: %s hashes to %s", want, got)
+		err = fmt.Errorf("floor: %s hashes to %s", want, got)
 	}
 	return err
 }

@@ -33,6 +33,7 @@ type config struct {
 	images       int
 	seed         uint64
 	concurrency  int
+	rounds       int
 	latencyMin   time.Duration
 	latencyMax   time.Duration
 	rate         int64
@@ -70,6 +71,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.images, "images", 40, "images in the corpus")
 	fs.Uint64Var(&cfg.seed, "seed", 1, "seed of the corpus and the proxies' delays")
 	fs.IntVar(&cfg.concurrency, "concurrency", 6, "parallel GETs of the floor")
+	fs.IntVar(&cfg.rounds, "rounds", 3,
+		"rounds of the direct scenario, in turning order; each tool's median is reported")
 	fs.DurationVar(&cfg.latencyMin, "wan-latency-min", 20*time.Millisecond, "WAN delay, least")
 	fs.DurationVar(&cfg.latencyMax, "wan-latency-max", 50*time.Millisecond, "WAN delay, most")
 	fs.StringVar(&rate, "wan-rate", "10M", "WAN bytes per second per TCP connection")
@@ -88,6 +91,9 @@ func parseFlags(args []string) (config, error) {
 		if *f.dst, err = parseSize(f.s); err != nil {
 			return cfg, err
 		}
+	}
+	if cfg.rounds < 1 {
+		return cfg, fmt.Errorf("need -rounds ≥ 1")
 	}
 	if cfg.images < 3 || cfg.smallImages < 1 || cfg.smallImages > cfg.images {
 		return cfg, fmt.Errorf("need -images ≥ 3 and 1 ≤ -small ≤ -images")

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -47,7 +50,7 @@ func (b *bench) measured(r row, p *proxy, before probe) row {
 // direct runs the three ways straight at the registry, then the follow-ups that need the
 // cold cache: assemble against cat and the warm re-run.
 func (b *bench) direct(ctx context.Context) error {
-	list, cacheDir, archive, err := b.threeWays(ctx, "direct", b.reg.Host, nil)
+	list, cacheDir, archive, err := b.threeWays(ctx, "direct", b.reg.Host, nil, b.cfg.rounds)
 	if err != nil {
 		return err
 	}
@@ -79,27 +82,78 @@ func (b *bench) throughProxy(ctx context.Context, name string, opts proxyOptions
 	}
 	defer p.close()
 
-	_, cacheDir, archive, err := b.threeWays(ctx, name, p.host, p)
+	_, cacheDir, archive, err := b.threeWays(ctx, name, p.host, p, 1)
 	os.RemoveAll(cacheDir)
 	os.Remove(archive)
 	return err
 }
 
-// threeWays runs a cold dls fetch + assemble, crane pull and the floor against host and
-// records a row for each. It returns the list, the dls cache and archive, which the
-// caller removes. A tool failing is a figure (its row says why), not an error.
-func (b *bench) threeWays(ctx context.Context, scenario, host string, p *proxy,
+// threeWays runs a cold dls fetch + assemble, crane pull and the floor against host, rounds
+// times, and records a row for each: with several rounds the run of median time, so that
+// the order of the tools changes every round (each would otherwise always follow the same
+// one, and the disk's state after it). It returns the list, and the dls cache and archive
+// of the last round, which the caller removes. A tool failing is a figure (its row says
+// why), not an error.
+func (b *bench) threeWays(ctx context.Context, scenario, host string, p *proxy, rounds int,
 ) (list, cacheDir, archive string, err error) {
-	fmt.Fprintf(os.Stderr, "bench: %s: dls, crane, floor\n", scenario)
+	fmt.Fprintf(os.Stderr, "bench: %s: dls, crane, floor (%d rounds)\n", scenario, rounds)
 	list, refs, err := b.writeList(scenario+".txt", host, len(b.corpus.tags))
 	if err != nil {
 		return "", "", "", err
 	}
 	cacheDir, archive = b.path(scenario+"-cache"), b.path(scenario+"-dls.tar")
-	b.dlsFetchAssemble(ctx, scenario, p, list, cacheDir, archive)
-	b.cranePull(ctx, scenario, p, refs)
-	b.floor(ctx, scenario, host, p)
+	tools := []func(){
+		func() {
+			os.RemoveAll(cacheDir)
+			os.Remove(archive)
+			b.dlsFetchAssemble(ctx, scenario, p, list, cacheDir, archive)
+		},
+		func() { b.cranePull(ctx, scenario, p, refs) },
+		func() { b.floor(ctx, scenario, host, p) },
+	}
+
+	first := len(b.rows)
+	for round := range rounds {
+		for i := range tools {
+			tools[(round+i)%len(tools)]()
+		}
+	}
+	if rounds > 1 {
+		b.rows = append(b.rows[:first], medianRows(b.rows[first:])...)
+	}
 	return list, cacheDir, archive, nil
+}
+
+// medianRows keeps, of each tool's rows, the one of median time, noting all the times; a
+// tool that failed in any round keeps its failed row, so a failure is never hidden. Tools
+// keep the order of their first rows.
+func medianRows(rows []row) []row {
+	var order []string
+	byTool := map[string][]row{}
+	for _, r := range rows {
+		if _, ok := byTool[r.tool]; !ok {
+			order = append(order, r.tool)
+		}
+		byTool[r.tool] = append(byTool[r.tool], r)
+	}
+
+	var out []row
+	for _, tool := range order {
+		runs := byTool[tool]
+		if i := slices.IndexFunc(runs, func(r row) bool { return r.err != nil }); i >= 0 {
+			out = append(out, runs[i])
+			continue
+		}
+		slices.SortFunc(runs, func(x, y row) int { return cmp.Compare(x.elapsed, y.elapsed) })
+		times := make([]string, len(runs))
+		for i, r := range runs {
+			times[i] = seconds(r.elapsed)
+		}
+		m := runs[len(runs)/2]
+		m.extra = joinNote(m.extra, fmt.Sprintf("median of %s", strings.Join(times, ", ")))
+		out = append(out, m)
+	}
+	return out
 }
 
 // dlsFetchAssemble records rows for a cold dls fetch, dls assemble and their sum.
@@ -180,35 +234,40 @@ func (b *bench) cranePull(ctx context.Context, scenario string, p *proxy, refs [
 }
 
 // floor records the floor fetch with the configured parallelism and, for the direct
-// scenario, the disk floor too (see fetchFloor).
+// scenario, the hash and disk floors too (see fetchFloor).
 func (b *bench) floor(ctx context.Context, scenario, host string, p *proxy) {
-	b.floorRow(ctx, scenario, host, p, "")
+	b.floorRow(ctx, scenario, host, p, discardFloor, "")
 	if scenario != "direct" {
 		return
 	}
 
+	b.floorRow(ctx, scenario, host, p, hashFloor, "")
 	dir := b.path("disk-floor")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.rows = append(b.rows, row{scenario: scenario, tool: diskFloorTool, err: err})
+		b.rows = append(b.rows, row{scenario: scenario, tool: floorTools[diskFloor], err: err})
 		return
 	}
 	defer os.RemoveAll(dir)
-	b.floorRow(ctx, scenario, host, p, dir)
+	b.floorRow(ctx, scenario, host, p, diskFloor, dir)
 }
 
-// diskFloorTool names the disk floor's row.
-const diskFloorTool = "disk floor (GET, sha256, write, fsync)"
+// floorTools names the floors' rows; ratio finds the discard floor by the prefix "floor".
+var floorTools = map[floorKind]string{
+	hashFloor: "hash floor (GET, sha256)",
+	diskFloor: "disk floor (GET, sha256, write, fsync)",
+}
 
-func (b *bench) floorRow(ctx context.Context, scenario, host string, p *proxy, dir string) {
+func (b *bench) floorRow(ctx context.Context, scenario, host string, p *proxy,
+	kind floorKind, dir string) {
 	b.reg.ResetCounts()
 	before := b.snapshot(p)
 	ctx, cancel := context.WithTimeout(ctx, childTimeout)
 	defer cancel()
 	syscall.Sync()
-	res, err := fetchFloor(ctx, host, b.corpus, b.cfg.concurrency, dir)
-	tool := fmt.Sprintf("floor (%d GETs at once)", b.cfg.concurrency)
-	if dir != "" {
-		tool = diskFloorTool
+	res, err := fetchFloor(ctx, host, b.corpus, b.cfg.concurrency, kind, dir)
+	tool := floorTools[kind]
+	if kind == discardFloor {
+		tool = fmt.Sprintf("floor (%d GETs at once)", b.cfg.concurrency)
 	}
 	r := b.measured(row{scenario: scenario, tool: tool, elapsed: res.elapsed, err: err}, p,
 		before)

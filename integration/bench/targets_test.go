@@ -139,3 +139,29 @@ func TestTargets(t *testing.T) {
 		})
 	}
 }
+
+// Of several rounds each tool keeps its median run, in the order tools first ran, and a
+// failure in any round is what the tool shows.
+func TestMedianRows(t *testing.T) {
+	failed := errors.New("exit status 1")
+	rows := []row{
+		{tool: "dls fetch", elapsed: 3 * time.Second},
+		{tool: "crane pull", elapsed: 7 * time.Second},
+		{tool: "crane pull", elapsed: 5 * time.Second, err: failed},
+		{tool: "dls fetch", elapsed: 1 * time.Second},
+		{tool: "dls fetch", elapsed: 2 * time.Second, extra: "0 retries"},
+		{tool: "crane pull", elapsed: 6 * time.Second},
+	}
+	got := medianRows(rows)
+	if len(got) != 2 || got[0].tool != "dls fetch" || got[1].tool != "crane pull" {
+		t.Fatalf("rows %+v, want dls fetch then crane pull", got)
+	}
+	if got[0].elapsed != 2*time.Second ||
+		got[0].extra != "0 retries; median of 1.00 s, 2.00 s, 3.00 s" {
+		t.Errorf("dls fetch: %s, %q; want the 2 s run with every time noted", got[0].elapsed,
+			got[0].extra)
+	}
+	if got[1].err != failed || got[1].elapsed != 5*time.Second {
+		t.Errorf("crane pull: %v after %s, want the failed run", got[1].err, got[1].elapsed)
+	}
+}

@@ -32,12 +32,12 @@ func (b *bench) xfs(ctx context.Context) error {
 	}
 	cacheDir, archive := filepath.Join(mnt, "cache"), filepath.Join(mnt, "dls.tar")
 	b.dlsFetchAssemble(ctx, "xfs", nil, list, cacheDir, archive)
-	b.floorRow(ctx, "xfs", b.reg.Host, nil, "")
+	b.floorRow(ctx, "xfs", b.reg.Host, nil, discardFloor, "")
 	floorDir := filepath.Join(mnt, "disk-floor")
 	if err := os.Mkdir(floorDir, 0o755); err != nil {
 		return err
 	}
-	b.floorRow(ctx, "xfs", b.reg.Host, nil, floorDir)
+	b.floorRow(ctx, "xfs", b.reg.Host, nil, diskFloor, floorDir)
 	if err := os.RemoveAll(floorDir); err != nil {
 		return err
 	}
