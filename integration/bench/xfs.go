@@ -117,5 +117,5 @@ func freeBytes(dir string) (int64, error) {
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return 0, err
 	}
-	return int64(st.Bfree) * st.Bsize, nil
+	return int64(st.Bfree) * int64(st.Bsize), nil
 }
