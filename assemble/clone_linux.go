@@ -2,6 +2,7 @@ package assemble
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,4 +18,14 @@ func cloneRange(dst *os.File, off int64, src *os.File, n int64) bool {
 		Dest_offset: uint64(off),
 	})
 	return err == nil
+}
+
+// unchangedSince reports whether after describes the same file as before with the same
+// size, modification time and status-change time: a write, truncation or replacement in
+// between changes at least one.
+func unchangedSince(before, after os.FileInfo) bool {
+	b, ok1 := before.Sys().(*syscall.Stat_t)
+	a, ok2 := after.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && os.SameFile(before, after) && before.Size() == after.Size() &&
+		before.ModTime().Equal(after.ModTime()) && a.Ctim == b.Ctim
 }

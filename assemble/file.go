@@ -37,12 +37,13 @@ func WriteFile(ctx context.Context, src Source, path string, opts Options) (Resu
 			"stream it with Write instead")
 	}
 
-	comp, err := compressionFor(path)
+	// A directory given as the output is named as such before its missing extension is.
+	err := checkOutput(path)
 	if err != nil {
 		return Result{}, err
 	}
 
-	err = checkOutput(path)
+	comp, err := compressionFor(path)
 	if err != nil {
 		return Result{}, err
 	}

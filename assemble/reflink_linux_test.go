@@ -3,12 +3,15 @@ package assemble
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dlsproject/dls/cache"
 )
 
 // On XFS with reflink (mkfs.xfs's default), the archive shares the cache's extents: writing
@@ -53,6 +56,68 @@ func TestArchiveSharesExtentsWithTheCacheOnXFS(t *testing.T) {
 	}
 	t.Logf("archive %d bytes, %d of them blobs; disk used %d bytes", len(data), blobBytes,
 		used)
+
+	// A copy of the cache (new inodes, so nothing is vouched for, as for a cache carried
+	// across) is hashed, and still cloned: the same bytes at the same small cost.
+	carried := filepath.Join(mnt, "carried")
+	out2, err := exec.Command("cp", "-a", c.Dir(), carried).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cp -a: %v\n%s", err, out2)
+	}
+	cc, err := cache.Open(carried, cache.Options{ReadOnly: true, Logger: quietOptions().Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	free = freeBytes(t, mnt)
+	again := filepath.Join(mnt, "again.tar")
+	got, err = WriteFile(context.Background(), cc, again, quietOptions(img.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	used = free - freeBytes(t, mnt)
+	data, err = os.ReadFile(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data, want) || got.Hashed != res.Blobs || got.Cloned != 2 ||
+		used > blobBytes/8 {
+		t.Errorf("carried cache: same bytes %v, %d of %d blobs hashed, %d cloned, %d bytes "+
+			"of disk; want true, all, 2, under %d", bytes.Equal(data, want), got.Hashed,
+			res.Blobs, got.Cloned, used, blobBytes/8)
+	}
+
+	// A damaged blob in the carried cache fails the archive, and nothing is left at its name.
+	layer := filepath.Join(carried, "blobs", "sha256", m.layers[0].Digest.Encoded())
+	flipByte(t, layer, 1000)
+	bad := filepath.Join(mnt, "bad.tar")
+	_, err = WriteFile(context.Background(), cc, bad, quietOptions(img.Name))
+	if !errors.Is(err, cache.ErrCorrupt) {
+		t.Errorf("damaged carried blob: error %v, want ErrCorrupt", err)
+	}
+	if _, statErr := os.Stat(bad); !errors.Is(statErr, os.ErrNotExist) {
+		t.Errorf("damaged carried blob: %s exists (%v)", bad, statErr)
+	}
+}
+
+// flipByte inverts the byte at off of the file at path, in place.
+func flipByte(tb testing.TB, path string, off int64) {
+	tb.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	if err == nil {
+		b[0] ^= 0xff
+		_, err = f.WriteAt(b, off)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // mountXFS makes a 1 GiB XFS image under a temporary directory, mounts it on a loop device

@@ -65,8 +65,10 @@ func splitContent(images []imagePlan, maxSize int64) ([]content, error) {
 
 	var parts []content
 	for start := 0; start < len(images); {
-		// Sizes only grow as images are added, so the longest run that fits is found by
-		// bisection.
+		// Sizes grow as images are added, but for the padding that aligns blob bodies (up
+		// to 4.5 KiB a blob, depending on where each falls), so bisection finds the
+		// longest run that fits or, rarely, one a little shorter; either way every run it
+		// returns was checked to fit.
 		var err error
 		fitting := sort.Search(len(images)-start, func(k int) bool {
 			c, buildErr := newContent(images[start : start+k+1])

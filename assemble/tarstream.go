@@ -222,13 +222,15 @@ func (s *tarStream) copyBlob(ctx context.Context, src Source, desc ocispec.Descr
 	}
 
 	trusted := !s.rehash && fi.Size() == desc.Size && src.Unchanged(desc.Digest, f)
+	if !trusted {
+		s.hashed++
+	}
 	switch {
-	case trusted && desc.Size >= bodyAlign && s.file != nil:
-		err = s.cloneOrCopy(ctx, f, desc)
+	case desc.Size >= bodyAlign && fi.Size() == desc.Size && s.file != nil:
+		err = s.cloneOrCopy(ctx, f, fi, desc, trusted)
 	case trusted:
 		err = s.copyPlain(ctx, f, desc)
 	default:
-		s.hashed++
 		err = s.copyVerified(ctx, f, desc)
 	}
 	if err == nil {
@@ -273,16 +275,23 @@ func (s *tarStream) copyPlain(ctx context.Context, r io.Reader, desc ocispec.Des
 }
 
 // cloneOrCopy puts f's body, desc.Size bytes at a bodyAlign boundary of the stream, into
-// s.file by sharing f's extents, or copies it (copyPlain) where the file system cannot. The
-// clone goes to the file's own offset, which is the stream's unless the stream started
-// inside an existing file (dls assemble -o - >> file): then the boundary does not hold, the
-// clone fails, and the copy writes the same bytes.
+// s.file by sharing f's extents, or copies it where the file system cannot (copyPlain, or
+// copyVerified when f is not trusted). fi is f's state when opened. The clone goes to the
+// file's own offset, which is the stream's unless the stream started inside an existing
+// file (dls assemble -o - >> file): then the boundary does not hold, the clone fails, and
+// the copy writes the same bytes.
+//
+// A file the cache cannot vouch for (a cache carried in, or remounted) is cloned too, then
+// hashed where it lies: the clone shares its blocks, so its bytes are the ones hashed, as
+// long as the file did not change meanwhile, which its size, mtime and ctime tell. So an
+// archive shares blocks with a cache carried across, at the cost of one read of each blob
+// and no write. On a mismatch the entry is cut back to its header (see copyVerified).
 //
 // Cloning is not done with copy_file_range, which the os package would make of a copy
 // between two files: on file systems that cannot share extents (ext4) it copies page by page
 // through a pipe, 18% slower here than the buffered copy.
-func (s *tarStream) cloneOrCopy(ctx context.Context, f *os.File, desc ocispec.Descriptor,
-) error {
+func (s *tarStream) cloneOrCopy(ctx context.Context, f *os.File, fi os.FileInfo,
+	desc ocispec.Descriptor, trusted bool) error {
 	off, err := s.file.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return err
@@ -291,7 +300,17 @@ func (s *tarStream) cloneOrCopy(ctx context.Context, f *os.File, desc ocispec.De
 	if !cloneRange(s.file, off, f, desc.Size) {
 		s.log.Debug("cannot share extents with the cache; copying", "archive", s.file.Name())
 		s.file = nil
-		return s.copyPlain(ctx, f, desc)
+		if trusted {
+			return s.copyPlain(ctx, f, desc)
+		}
+		return s.copyVerified(ctx, f, desc)
+	}
+
+	if !trusted {
+		err = s.checkClone(ctx, f, fi, desc)
+		if err != nil {
+			return errors.Join(err, s.file.Truncate(off))
+		}
 	}
 
 	_, err = s.file.Seek(off+desc.Size, io.SeekStart)
@@ -301,6 +320,48 @@ func (s *tarStream) cloneOrCopy(ctx context.Context, f *os.File, desc ocispec.De
 
 	s.counter.n += desc.Size
 	s.cloned++
+	return nil
+}
+
+// checkClone hashes f, just cloned into the archive, and checks that it hashes to desc's
+// digest and is still the file it was when opened (fi), so the clone holds those bytes.
+func (s *tarStream) checkClone(ctx context.Context, f *os.File, fi os.FileInfo,
+	desc ocispec.Descriptor) error {
+	h := desc.Digest.Algorithm().Hash()
+	r := io.NewSectionReader(f, 0, desc.Size)
+	var done int64
+	for done < desc.Size {
+		err := ctx.Err()
+		if err != nil {
+			return err
+		}
+
+		n, err := io.ReadFull(r, s.bufs[0][:min(int64(len(s.bufs[0])), desc.Size-done)])
+		h.Write(s.bufs[0][:n])
+		done += int64(n)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("it holds %d bytes, %d expected; run dls verify: %w", done,
+				desc.Size, cache.ErrCorrupt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+
+	got := digest.NewDigest(desc.Digest.Algorithm(), h)
+	if got != desc.Digest {
+		return fmt.Errorf("its bytes hash to %s; run dls verify: %w", got, cache.ErrCorrupt)
+	}
+
+	after, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !unchangedSince(fi, after) {
+		return fmt.Errorf("its file changed while it was read; assemble again: %w",
+			cache.ErrCorrupt)
+	}
+
 	return nil
 }
 

@@ -214,7 +214,8 @@ func (w *Ingest) Commit() error {
 	return w.c.commitFile(w.path, w.desc)
 }
 
-// Close closes the partial file, keeping it for a later run. After Commit it does nothing.
+// Close closes the partial file, keeping it for a later run unless it holds no byte. After
+// Commit it does nothing.
 func (w *Ingest) Close() error {
 	if w.f == nil {
 		return nil
@@ -222,6 +223,9 @@ func (w *Ingest) Close() error {
 
 	err := w.f.Close()
 	w.f = nil
+	if err == nil && w.offset == 0 {
+		err = os.Remove(w.path)
+	}
 	w.c.release(w.desc.Digest)
 	if err != nil {
 		return fmt.Errorf("close partial blob %s: %w", w.desc.Digest, err)

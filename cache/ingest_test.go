@@ -65,6 +65,31 @@ func TestIngestResumesAfterClose(t *testing.T) {
 	}
 }
 
+// An Ingest closed before its first byte leaves no partial file: a run interrupted while
+// downloads wait their turn leaves nothing to resume, nor empty files to account for.
+func TestIngestClosedEmptyLeavesNoPartial(t *testing.T) {
+	rng := newRand(t)
+	c := openCache(t, t.TempDir())
+	desc, _ := randomBlob(t, rng, 10_000)
+
+	w := mustIngest(t, c, desc, 0)
+	if _, err := os.Stat(c.partialPath(desc.Digest)); err != nil {
+		t.Fatalf("partial file of an open Ingest: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c.partialPath(desc.Digest)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("empty partial file left after Close: %v", err)
+	}
+
+	// The digest is free again, and a new Ingest starts from zero.
+	w = mustIngest(t, c, desc, 0)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestIngestCorruptPartialIsRemoved(t *testing.T) {
 	rng := newRand(t)
 	c := openCache(t, t.TempDir())

@@ -139,6 +139,12 @@ func (f *Fetcher) fetchBlob(ctx context.Context, ref reference.Named,
 // transferBlob runs one download into the cache's ingest for desc and commits it.
 func (f *Fetcher) transferBlob(ctx context.Context, ref reference.Named,
 	desc ocispec.Descriptor) (err error) {
+	// A run interrupted while downloads wait their turn would otherwise create an empty
+	// partial file for each of them.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
 	ing, err := f.store.Ingest(desc)
 	if err != nil {
 		return fmt.Errorf("open partial blob %s: %w", desc.Digest, err)
