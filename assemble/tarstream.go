@@ -247,6 +247,13 @@ func (s *tarStream) copyBlob(ctx context.Context, src Source, desc ocispec.Descr
 // copyPlain copies desc.Size bytes from r into the current entry, failing with
 // cache.ErrCorrupt when r holds fewer, and watching ctx between chunks.
 func (s *tarStream) copyPlain(ctx context.Context, r io.Reader, desc ocispec.Descriptor) error {
+	return s.copyExactly(ctx, s.counter, r, desc)
+}
+
+// copyExactly copies desc.Size bytes from r to w in chunks of the first buffer, failing
+// with cache.ErrCorrupt when r holds fewer, and watching ctx between chunks.
+func (s *tarStream) copyExactly(ctx context.Context, w io.Writer, r io.Reader,
+	desc ocispec.Descriptor) error {
 	buf := s.bufs[0]
 	var done int64
 	for done < desc.Size {
@@ -265,7 +272,7 @@ func (s *tarStream) copyPlain(ctx context.Context, r io.Reader, desc ocispec.Des
 			return err
 		}
 
-		_, err = s.counter.Write(buf[:n])
+		_, err = w.Write(buf[:n])
 		if err != nil {
 			return err
 		}
@@ -328,24 +335,9 @@ func (s *tarStream) cloneOrCopy(ctx context.Context, f *os.File, fi os.FileInfo,
 func (s *tarStream) checkClone(ctx context.Context, f *os.File, fi os.FileInfo,
 	desc ocispec.Descriptor) error {
 	h := desc.Digest.Algorithm().Hash()
-	r := io.NewSectionReader(f, 0, desc.Size)
-	var done int64
-	for done < desc.Size {
-		err := ctx.Err()
-		if err != nil {
-			return err
-		}
-
-		n, err := io.ReadFull(r, s.bufs[0][:min(int64(len(s.bufs[0])), desc.Size-done)])
-		h.Write(s.bufs[0][:n])
-		done += int64(n)
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("it holds %d bytes, %d expected; run dls verify: %w", done,
-				desc.Size, cache.ErrCorrupt)
-		}
-		if err != nil {
-			return err
-		}
+	err := s.copyExactly(ctx, h, io.NewSectionReader(f, 0, desc.Size), desc)
+	if err != nil {
+		return err
 	}
 
 	got := digest.NewDigest(desc.Digest.Algorithm(), h)
