@@ -36,7 +36,8 @@ var epoch = time.Unix(0, 0)
 
 // tarStream writes one archive's entries. Headers carry only name, type, mode, size and
 // the epoch time: uid/gid 0 and no user or group names, whoever runs dls. Go's writer picks
-// ustar and switches to PAX only for an entry over 8 GiB.
+// ustar, and PAX for an entry over 8 GiB or a name over 100 bytes; blobHeader adds a PAX
+// comment that aligns a blob's body.
 //
 // archive/tar makes each header, but the stream frames the entries itself (header, body,
 // zero padding to a block, two zero blocks at the end: the bytes tar.Writer writes), because
