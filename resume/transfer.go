@@ -42,7 +42,7 @@ func (f *Fetcher) Transfer(ctx context.Context, plan *Plan) error {
 	g.SetLimit(f.limit)
 	for _, j := range jobs {
 		g.Go(func() error {
-			err := f.fetchBlob(ctx, j.ref, j.desc)
+			err := f.fetchMissing(ctx, j.ref, j.desc, true)
 			if err == nil {
 				return nil
 			}
@@ -120,8 +120,15 @@ func (f *Fetcher) jobs(plan *Plan) []*job {
 // blob is fetched once more from zero before giving up.
 func (f *Fetcher) fetchBlob(ctx context.Context, ref reference.Named,
 	desc ocispec.Descriptor) error {
+	return f.fetchMissing(ctx, ref, desc, false)
+}
+
+// fetchMissing is fetchBlob for a blob the plan found absent when planned is set: the cache
+// is not asked again, since for a damaged file that would hash it, and warn, a second time.
+func (f *Fetcher) fetchMissing(ctx context.Context, ref reference.Named,
+	desc ocispec.Descriptor, planned bool) error {
 	_, err, _ := f.inflight.Do(desc.Digest.String(), func() (any, error) {
-		if f.store.Has(desc) {
+		if !planned && f.store.Has(desc) {
 			return nil, nil
 		}
 
