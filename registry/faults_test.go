@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,8 @@ type blobFaults struct {
 	mu     sync.Mutex
 	ranges []string
 	served int64
+	// running counts blob GETs being served, for bytesServed to wait on.
+	running atomic.Int64
 }
 
 // wrap is a registrytest.Options.Wrap function.
@@ -32,6 +35,8 @@ func (b *blobFaults) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		b.running.Add(1)
+		defer b.running.Add(-1)
 		b.mu.Lock()
 		i := len(b.ranges)
 		b.ranges = append(b.ranges, r.Header.Get("Range"))
@@ -52,8 +57,15 @@ func (b *blobFaults) rangesSeen() []string {
 	return append([]string(nil), b.ranges...)
 }
 
-// bytesServed returns the blob body bytes the registry wrote in total.
+// bytesServed returns the blob body bytes the registry wrote in total. It first waits, up to
+// 5 s, for blob GETs still being served: a client can have read a whole body before the
+// handler's last Write has returned and been counted.
 func (b *blobFaults) bytesServed() int64 {
+	for deadline := time.Now().Add(5 * time.Second); b.running.Load() > 0 &&
+		time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+
 	b.mu.Lock()
 	defer b.mu.Unlock()
 

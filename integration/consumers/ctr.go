@@ -78,13 +78,27 @@ func parseImageList(out string) (map[string]digest.Digest, error) {
 	return images, nil
 }
 
+// runAttempts is how often Run starts a container that printed nothing: containerd drops
+// the output of a process that exits at once every few hundred runs (containerd#5741), and
+// the test images print one line and exit. An image that cannot run fails every attempt.
+const runAttempts = 3
+
 // Run runs image from namespace in a new container (ctr run --rm) and returns what it
 // printed on standard output. The container's runc state lives under Dir. Safe for
 // concurrent use: every container gets its own ID.
 func (c *Containerd) Run(t testing.TB, namespace, image string) string {
 	t.Helper()
 
-	id := fmt.Sprintf("dls-test-%d", c.runs.Add(1))
-	return c.MustCtr(t, "-n", namespace, "run", "--rm", "--snapshotter", c.Snapshotter,
-		"--runc-root", filepath.Join(c.Dir, "runc"), image, id)
+	var out string
+	for attempt := 1; attempt <= runAttempts; attempt++ {
+		id := fmt.Sprintf("dls-test-%d", c.runs.Add(1))
+		out = c.MustCtr(t, "-n", namespace, "run", "--rm", "--snapshotter", c.Snapshotter,
+			"--runc-root", filepath.Join(c.Dir, "runc"), image, id)
+		if out != "" {
+			break
+		}
+		t.Logf("ctr run %s printed nothing (attempt %d of %d; containerd#5741)", image,
+			attempt, runAttempts)
+	}
+	return out
 }
