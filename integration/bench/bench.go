@@ -67,7 +67,7 @@ func (b *bench) runAll(ctx context.Context) error {
 	}
 
 	steps := []func(context.Context) error{
-		b.direct, b.wan, b.lossy, b.xfs, b.smallList, b.syntheticLs,
+		b.direct, b.wan, b.wanTLS, b.lossy, b.xfs, b.smallList, b.syntheticLs,
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {

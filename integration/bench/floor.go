@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash"
@@ -45,10 +46,15 @@ const (
 // blob once (top-level documents by tag), conc at a time, largest first, doing with each
 // body only what kind says (dir holds the disk floor's files). A cut body is continued with
 // a Range request, so the floor also completes through the lossy proxy.
-func fetchFloor(ctx context.Context, host string, c *corpus, conc int, kind floorKind,
+//
+// base is the registry's scheme and host. Over https the floor skips verifying the
+// certificate and speaks HTTP/1.1 (a custom TLS config turns Go's HTTP/2 off), so its
+// parallel GETs are parallel connections.
+func fetchFloor(ctx context.Context, base string, c *corpus, conc int, kind floorKind,
 	dir string) (floorResult, error) {
 	client := &http.Client{Transport: &http.Transport{
-		MaxIdleConnsPerHost: conc, DisableCompression: true}}
+		MaxIdleConnsPerHost: conc, DisableCompression: true,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	defer client.CloseIdleConnections()
 
 	var bytes, retries atomic.Int64
@@ -56,12 +62,12 @@ func fetchFloor(ctx context.Context, host string, c *corpus, conc int, kind floo
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(conc)
 	for _, b := range c.sortedBySize() {
-		u := "http://" + host + "/v2/" + b.repo + "/blobs/" + b.desc.Digest.String()
+		u := base + "/v2/" + b.repo + "/blobs/" + b.desc.Digest.String()
 		switch {
 		case b.tag != "":
-			u = "http://" + host + "/v2/" + b.repo + "/manifests/" + b.tag
+			u = base + "/v2/" + b.repo + "/manifests/" + b.tag
 		case b.manifest:
-			u = "http://" + host + "/v2/" + b.repo + "/manifests/" + b.desc.Digest.String()
+			u = base + "/v2/" + b.repo + "/manifests/" + b.desc.Digest.String()
 		}
 		g.Go(func() error {
 			sink, err := newFloorSink(kind, dir, b.desc.Digest.Encoded())

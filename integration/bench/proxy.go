@@ -1,9 +1,16 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log"
+	"math/big"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -26,6 +33,9 @@ type proxyOptions struct {
 	// resetEvery resets a client connection (RST, not FIN) once this many bytes were
 	// written to it; 0 means never.
 	resetEvery int64
+	// tls serves https with a self-signed certificate for 127.0.0.1, offering HTTP/2 as
+	// registries behind a CDN do; clients must skip verification.
+	tls bool
 }
 
 // proxy is an HTTP reverse proxy on loopback in front of the registry, shaping the
@@ -33,6 +43,7 @@ type proxyOptions struct {
 type proxy struct {
 	// host is host:port, the registry name clients use in references.
 	host   string
+	scheme string // "http" or "https"
 	server *http.Server
 	// moved counts the bytes written to clients: headers and bodies, including bytes
 	// lost when a connection was reset.
@@ -68,8 +79,46 @@ func startProxy(target string, opts proxyOptions, seed uint64) (*proxy, error) {
 		rp.ServeHTTP(w, r)
 	})
 	p.server = &http.Server{Handler: handler, ErrorLog: log.New(io.Discard, "", 0)}
-	go p.server.Serve(&shapedListener{Listener: ln, opts: opts, p: p})
+	shaped := &shapedListener{Listener: ln, opts: opts, p: p}
+	p.scheme = "http"
+	if !opts.tls {
+		go p.server.Serve(shaped)
+		return p, nil
+	}
+
+	cert, err := selfSignedCert()
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	p.scheme = "https"
+	// The rate cap and resets act on the TCP connection under TLS, as on a real path.
+	p.server.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert},
+		NextProtos: []string{"h2", "http/1.1"}}
+	go p.server.ServeTLS(shaped, "", "")
 	return p, nil
+}
+
+// selfSignedCert makes a certificate for 127.0.0.1, valid for a day.
+func selfSignedCert() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "dls bench proxy"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // close stops the proxy and its connections.

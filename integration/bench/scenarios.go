@@ -23,12 +23,12 @@ type fetchStats struct {
 }
 
 // probe is a snapshot of the byte counters, to attribute traffic to one run.
-type probe struct{ served, moved, resets int64 }
+type probe struct{ served, moved, resets, conns int64 }
 
 func (b *bench) snapshot(p *proxy) probe {
 	s := probe{served: b.served.Load(), moved: -1}
 	if p != nil {
-		s.moved, s.resets = p.moved.Load(), p.resets.Load()
+		s.moved, s.resets, s.conns = p.moved.Load(), p.resets.Load(), p.conns.Load()
 	}
 	return s
 }
@@ -41,6 +41,10 @@ func (b *bench) measured(r row, p *proxy, before probe) row {
 		r.moved = after.moved - before.moved
 		if resets := after.resets - before.resets; resets > 0 {
 			r.extra = joinNote(r.extra, fmt.Sprintf("%d resets", resets))
+		}
+		if p.scheme == "https" {
+			r.extra = joinNote(r.extra, fmt.Sprintf("TCP connections: %d",
+				after.conns-before.conns))
 		}
 	}
 	r.requests = b.requests()
@@ -67,6 +71,13 @@ func (b *bench) direct(ctx context.Context) error {
 func (b *bench) wan(ctx context.Context) error {
 	return b.throughProxy(ctx, "wan", proxyOptions{latencyMin: b.cfg.latencyMin,
 		latencyMax: b.cfg.latencyMax, rate: b.cfg.rate})
+}
+
+// wanTLS is wan over https with HTTP/2 offered, as registries behind a CDN serve: a client
+// that multiplexes parallel downloads on one HTTP/2 connection gets one flow's cap.
+func (b *bench) wanTLS(ctx context.Context) error {
+	return b.throughProxy(ctx, "wan-tls", proxyOptions{latencyMin: b.cfg.latencyMin,
+		latencyMax: b.cfg.latencyMax, rate: b.cfg.rate, tls: true})
 }
 
 // lossy runs the three ways through a proxy that resets each connection after
@@ -164,8 +175,13 @@ func (b *bench) dlsFetchAssemble(ctx context.Context, scenario string, p *proxy,
 	// Every tool starts with no dirty pages of an earlier step (the corpus push, the
 	// previous tool's output) left for it to wait on.
 	syscall.Sync()
-	res := runChild(ctx, b.cfg.logPath, b.cfg.dls, "--log-level", "warn", "--cache",
-		cacheDir, "fetch", "--json", list)
+	args := []string{"--log-level", "warn", "--cache", cacheDir, "fetch", "--json"}
+	args, err := b.trustProxy(scenario, p, args)
+	if err != nil {
+		b.rows = append(b.rows, row{scenario: scenario, tool: "dls fetch", err: err})
+		return
+	}
+	res := runChild(ctx, b.cfg.logPath, b.cfg.dls, append(args, list)...)
 	fetch := b.measured(row{scenario: scenario, tool: "dls fetch", elapsed: res.elapsed,
 		err: res.err, maxRSS: res.maxRSS}, p, before)
 	var st fetchStats
@@ -197,6 +213,20 @@ func (b *bench) dlsFetchAssemble(ctx context.Context, scenario string, p *proxy,
 		failed: fetch.failed})
 }
 
+// trustProxy adds to dls fetch's args a registries.yaml that skips verifying the proxy's
+// self-signed certificate, when p serves https.
+func (b *bench) trustProxy(scenario string, p *proxy, args []string) ([]string, error) {
+	if p == nil || p.scheme != "https" {
+		return args, nil
+	}
+	path := b.path(scenario + "-registries.yaml")
+	yaml := fmt.Sprintf("configs:\n  %q:\n    tls:\n      insecure_skip_verify: true\n", p.host)
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		return nil, err
+	}
+	return append(args, "--registries", path), nil
+}
+
 // movedVerdict compares the bytes moved through a proxy with the unique bytes.
 func (b *bench) movedVerdict(moved int64) string {
 	ratio := float64(moved) / float64(b.corpus.uniqueBytes())
@@ -218,7 +248,11 @@ func (b *bench) cranePull(ctx context.Context, scenario string, p *proxy, refs [
 	b.reg.ResetCounts()
 	before := b.snapshot(p)
 	syscall.Sync()
-	args := append([]string{"pull", "--platform", "linux/amd64"}, refs...)
+	args := []string{"pull", "--platform", "linux/amd64"}
+	if p != nil && p.scheme == "https" {
+		args = append(args, "--insecure") // the proxy's certificate is self-signed
+	}
+	args = append(args, refs...)
 	res := runChild(ctx, b.cfg.logPath, b.cfg.crane, append(args, out)...)
 	r := b.measured(row{scenario: scenario, tool: "crane pull", elapsed: res.elapsed,
 		err: res.err, maxRSS: res.maxRSS}, p, before)
@@ -264,7 +298,11 @@ func (b *bench) floorRow(ctx context.Context, scenario, host string, p *proxy,
 	ctx, cancel := context.WithTimeout(ctx, childTimeout)
 	defer cancel()
 	syscall.Sync()
-	res, err := fetchFloor(ctx, host, b.corpus, b.cfg.concurrency, kind, dir)
+	base := "http://" + host
+	if p != nil {
+		base = p.scheme + "://" + host
+	}
+	res, err := fetchFloor(ctx, base, b.corpus, b.cfg.concurrency, kind, dir)
 	tool := floorTools[kind]
 	if kind == discardFloor {
 		tool = fmt.Sprintf("floor (%d GETs at once)", b.cfg.concurrency)
