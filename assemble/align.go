@@ -9,7 +9,7 @@ import (
 // bodyAlign is the boundary every blob body of at least that size starts on in the archive:
 // the block size of XFS, btrfs and ext4. A body whose offset in the archive and in its blob
 // file agree modulo the block size can be cloned rather than copied: on XFS (reflink=1, the
-// default on RHEL, where RKE2 runs) and btrfs, copy_file_range then shares the cache file's
+// default on RHEL, where RKE2 runs) and btrfs, cloneRange then shares the cache file's
 // extents with the archive, which costs no data written and no extra disk space. Tar puts a
 // body 512 bytes after its header, so without help 7 in 8 bodies would miss the boundary.
 const bodyAlign = 4096
@@ -29,19 +29,9 @@ const maxAlignTries = 4
 // a pax extended header carrying a comment record is put first, its record as long as it
 // takes. The result depends only on offset, name and size, so archives stay reproducible.
 func blobHeader(offset int64, name string, size int64) ([]byte, error) {
-	hdr := &tar.Header{
-		Typeflag: tar.TypeReg,
-		Name:     name,
-		Mode:     fileMode,
-		Size:     size,
-		ModTime:  epoch,
-	}
-	if size < bodyAlign {
-		return headerBlocks(hdr)
-	}
-
+	hdr := entryHeader(name, tar.TypeReg, fileMode, size)
 	plain, err := headerBlocks(hdr)
-	if err != nil || (offset+int64(len(plain)))%bodyAlign == 0 {
+	if err != nil || size < bodyAlign || (offset+int64(len(plain)))%bodyAlign == 0 {
 		return plain, err
 	}
 

@@ -153,13 +153,7 @@ func (s *tarStream) writeBlobs(ctx context.Context, src Source, blobs []ocispec.
 
 // header writes the header of one entry; its body, if any, follows, then pad.
 func (s *tarStream) header(name string, typeflag byte, mode, size int64) error {
-	blocks, err := headerBlocks(&tar.Header{
-		Typeflag: typeflag,
-		Name:     name,
-		Mode:     mode,
-		Size:     size,
-		ModTime:  epoch,
-	})
+	blocks, err := headerBlocks(entryHeader(name, typeflag, mode, size))
 	if err == nil {
 		_, err = s.counter.Write(blocks)
 	}
@@ -168,6 +162,11 @@ func (s *tarStream) header(name string, typeflag byte, mode, size int64) error {
 	}
 
 	return nil
+}
+
+// entryHeader is the header of every entry: only name, type, mode, size and the epoch.
+func entryHeader(name string, typeflag byte, mode, size int64) *tar.Header {
+	return &tar.Header{Typeflag: typeflag, Name: name, Mode: mode, Size: size, ModTime: epoch}
 }
 
 // headerBlocks returns the blocks archive/tar writes for hdr: one ustar block, or a PAX
